@@ -1,0 +1,66 @@
+"""Every error data-arbitrage raises on purpose.
+
+    ArbitrageError
+    ├── ConfigError        bad config key or value (names the key)
+    ├── DataError          persona / prompt source missing or malformed
+    ├── TeacherError       a teacher call failed (teacher, prompt id, status)
+    ├── RewardError        a reward model could not score
+    ├── RoutingError       a router returned an unusable assignment
+    ├── ModelNotAvailable  a local model's weights or backend are not installed
+    └── BudgetExceeded     the run would cross its budget
+
+The CLI prints ``str(error)`` of any of these as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class ArbitrageError(Exception):
+    """Base class for errors raised by data-arbitrage."""
+
+
+class ConfigError(ArbitrageError):
+    """A config key or value is invalid."""
+
+
+class DataError(ArbitrageError):
+    """Input data (personas, prompts, a run directory) is missing or malformed."""
+
+
+class TeacherError(ArbitrageError):
+    """A teacher call failed.
+
+    Attributes:
+        teacher: Teacher name.
+        prompt_id: Prompt the call was for, if known.
+        status_code: HTTP status of the failure, if there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        teacher: str,
+        prompt_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.teacher = teacher
+        self.prompt_id = prompt_id
+        self.status_code = status_code
+
+
+class RewardError(ArbitrageError):
+    """A reward model failed to score a batch."""
+
+
+class RoutingError(ArbitrageError):
+    """A router produced an assignment the pipeline cannot carry out."""
+
+
+class ModelNotAvailable(ArbitrageError):
+    """A bundled local model or its backend is not installed."""
+
+
+class BudgetExceeded(ArbitrageError):
+    """Carrying on would spend more than the configured budget."""

@@ -1,0 +1,194 @@
+"""The records that cross boundaries: personas, prompts, generations, scored outcomes.
+
+Each record is a frozen dataclass with ``to_dict``/``from_dict``; the JSONL files a
+run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Record")
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload,no-any-return]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def content_id(*parts: str, length: int = 16) -> str:
+    """A stable id derived from content: the same parts always give the same id."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:length]
+
+
+@dataclass(frozen=True)
+class Persona(_Record):
+    """A persona that seeds one or more prompts."""
+
+    text: str
+    id: str = ""
+    source: str = "bundled"
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", content_id(self.text, length=12))
+
+
+@dataclass(frozen=True)
+class Prompt(_Record):
+    """One instruction to be answered by a teacher.
+
+    ``id`` is derived from (text, language, task, persona), so the same prompt gets
+    the same id in every run.
+    """
+
+    text: str
+    language: str
+    task: str
+    persona: str = ""
+    id: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(
+                self, "id", content_id(self.text, self.language, self.task, self.persona)
+            )
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages sent to a teacher."""
+        return [{"role": "user", "content": self.text}]
+
+
+@dataclass(frozen=True)
+class Usage(_Record):
+    """Token counts of one call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Generation(_Record):
+    """One teacher's answer to one prompt, or the reason there is none.
+
+    ``ok`` is true only for a non-empty, complete answer: truncated
+    (``finish_reason == "length"``), empty and failed calls are kept as data but
+    never treated as good completions.
+    """
+
+    prompt_id: str
+    teacher: str
+    model: str
+    text: str = ""
+    finish_reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and bool(self.text.strip()) and self.finish_reason != "length"
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``error``, ``empty`` or ``truncated``."""
+        if self.error:
+            return "error"
+        if not self.text.strip():
+            return "empty"
+        if self.finish_reason == "length":
+            return "truncated"
+        return "ok"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Generation:
+        data = dict(data)
+        if isinstance(data.get("usage"), dict):
+            data["usage"] = Usage.from_dict(data["usage"])
+        return super().from_dict(data)
+
+
+@dataclass(frozen=True)
+class Candidate(_Record):
+    """A generation with its reward (``None`` when it was not scorable)."""
+
+    generation: Generation
+    reward: float | None = None
+    reward_details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def teacher(self) -> str:
+        return self.generation.teacher
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        data = dict(data)
+        data["generation"] = Generation.from_dict(data["generation"])
+        return super().from_dict(data)
+
+
+@dataclass(frozen=True)
+class Outcome(_Record):
+    """Everything known about one prompt after routing, generation and scoring.
+
+    ``winner`` is the teacher of the highest-reward candidate (ties go to the
+    teacher listed first in the run's config), or ``None`` if no candidate was
+    scorable. ``routed_by`` names the router decision (e.g. ``warmup``,
+    ``explore``, ``exploit``).
+    """
+
+    prompt: Prompt
+    candidates: tuple[Candidate, ...]
+    winner: str | None = None
+    routed_by: str = ""
+
+    @property
+    def best(self) -> Candidate | None:
+        for cand in self.candidates:
+            if cand.teacher == self.winner:
+                return cand
+        return None
+
+    @property
+    def n_generations(self) -> int:
+        return len(self.candidates)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(
+            prompt=Prompt.from_dict(data["prompt"]),
+            candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]),
+            winner=data.get("winner"),
+            routed_by=data.get("routed_by", ""),
+        )
+
+
+def pick_winner(candidates: tuple[Candidate, ...], teacher_order: list[str]) -> str | None:
+    """The teacher of the best scored candidate; ties broken by ``teacher_order``."""
+    scored = [c for c in candidates if c.reward is not None and c.generation.ok]
+    if not scored:
+        return None
+    rank = {name: i for i, name in enumerate(teacher_order)}
+    best = max(scored, key=lambda c: (c.reward, -rank.get(c.teacher, len(rank))))
+    return best.teacher
+
+
+def dumps(record: _Record) -> str:
+    """One JSONL line for a record."""
+    return json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True)

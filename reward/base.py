@@ -1,0 +1,56 @@
+"""The RewardModel base class.
+
+A reward model scores (prompt, completion) pairs; higher is better. Implement
+``ascore_batch`` for models that batch (HF classifiers), or only ``ascore`` and
+inherit the batch loop (judges that make one call per pair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from arbitrage.records import Prompt
+
+
+@dataclass(frozen=True)
+class Score:
+    """A reward and the parts it was made from (for reports and debugging).
+
+    ``value`` is ``None`` when the pair could not be scored (e.g. a judge's reply
+    held no score): such a candidate never wins.
+    """
+
+    value: float | None
+    details: dict[str, float] = field(default_factory=dict)
+
+
+class RewardModel(ABC):
+    """Scores completions. Subclasses override ``ascore`` or ``ascore_batch``."""
+
+    name: ClassVar[str] = "base"
+
+    async def ascore(self, prompt: Prompt, completion: str) -> Score:
+        """Score one completion."""
+        return (await self.ascore_batch([(prompt, completion)]))[0]
+
+    async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
+        """Score many completions; the default runs ``ascore`` on each concurrently."""
+        if type(self).ascore is RewardModel.ascore:
+            raise NotImplementedError(f"{type(self).__name__} must implement ascore or ascore_batch")
+        return list(await asyncio.gather(*(self.ascore(p, c) for p, c in pairs)))
+
+    def score(self, prompt: Prompt, completion: str) -> Score:
+        """Synchronous ``ascore``."""
+        return asyncio.run(self.ascore(prompt, completion))
+
+    def score_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
+        """Synchronous ``ascore_batch``."""
+        return asyncio.run(self.ascore_batch(pairs))
+
+    def describe(self) -> str:
+        """One line for reports and dataset cards."""
+        return self.name

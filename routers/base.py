@@ -1,0 +1,79 @@
+"""The Router base class.
+
+A router decides, for each prompt of a batch, which teachers generate an answer.
+Routing to one teacher is cheap; routing to several lets the reward model pick
+the best (and gives learning routers a comparison to learn from).
+
+A custom router is one subclass::
+
+    class ShortestFirst(Router):
+        name = "shortest"
+
+        def route(self, prompts):
+            return [Route([self.teachers[0]], "rule") for _ in prompts]
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from arbitrage.errors import RoutingError
+from arbitrage.records import Outcome, Prompt
+
+
+@dataclass(frozen=True)
+class Route:
+    """The teachers chosen for one prompt and why (``reason`` ends up in the dataset)."""
+
+    teachers: list[str]
+    reason: str = ""
+
+
+class Router(ABC):
+    """Base class: route a batch of prompts to teachers.
+
+    Args:
+        teachers: Names of the configured teachers, in config order.
+        seed: Seed for any randomness, so runs are reproducible.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, teachers: Sequence[str], *, seed: int = 0) -> None:
+        if not teachers:
+            raise RoutingError(f"router {self.name!r} needs at least one teacher")
+        self.teachers = list(teachers)
+        self.rng = random.Random(seed)
+
+    @abstractmethod
+    def route(self, prompts: Sequence[Prompt]) -> list[Route]:
+        """One ``Route`` per prompt, in order."""
+
+    def update(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - optional hook
+        """Learn from scored outcomes. Routers that do not learn ignore this."""
+
+    def state(self) -> dict[str, Any]:
+        """What the router has learned, JSON-serialisable (for reports)."""
+        return {}
+
+    def check(self, routes: Sequence[Route], prompts: Sequence[Prompt]) -> list[Route]:
+        """Validate a ``route`` result; raises ``RoutingError`` naming the problem."""
+        if len(routes) != len(prompts):
+            raise RoutingError(
+                f"router {self.name!r} returned {len(routes)} routes for {len(prompts)} prompts"
+            )
+        known = set(self.teachers)
+        for route, prompt in zip(routes, prompts, strict=True):
+            if not route.teachers:
+                raise RoutingError(f"router {self.name!r} chose no teacher for prompt {prompt.id}")
+            unknown = [t for t in route.teachers if t not in known]
+            if unknown:
+                raise RoutingError(
+                    f"router {self.name!r} chose unknown teacher {unknown[0]!r} "
+                    f"for prompt {prompt.id}; configured: {', '.join(self.teachers)}"
+                )
+        return list(routes)
