@@ -56,6 +56,10 @@ class Router(ABC):
     def update(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - optional hook
         """Learn from scored outcomes. Routers that do not learn ignore this."""
 
+    def replay(self, outcomes: Sequence[Outcome]) -> None:
+        """Catch up on outcomes routed in an earlier, interrupted run (default: ``update``)."""
+        self.update(outcomes)
+
     def state(self) -> dict[str, Any]:
         """What the router has learned, JSON-serialisable (for reports)."""
         return {}

@@ -1,0 +1,126 @@
+"""The ``arbitrage`` command line.
+
+Every ``ArbitrageError`` becomes one line on stderr and exit code 2; an
+interrupted run exits 130 and says how to resume. A traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from arbitrage import __version__
+from arbitrage.errors import ArbitrageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arbitrage", description="Multi-teacher instruction-data arbitrage."
+    )
+    parser.add_argument("--version", action="version", version=f"data-arbitrage {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a config (no config: the embedded offline default)")
+    run.add_argument("config", nargs="?", help="YAML config; omit for the embedded default")
+    run.add_argument("--out", help="run directory (overrides the config's 'out')")
+    run.add_argument("--n-prompts", type=int, help="override pool.n_prompts")
+    run.add_argument("--seed", type=int, help="override seed")
+    sub.add_parser("default-config", help="print the embedded default config as YAML")
+    return parser
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from arbitrage.config import default_config, load_config, parse_config
+
+    config = load_config(args.config) if args.config else default_config()
+    data = config.public_dict()
+    if args.out:
+        data["out"] = args.out
+    if args.seed is not None:
+        data["seed"] = args.seed
+    if args.n_prompts is not None:
+        data["pool"]["n_prompts"] = args.n_prompts
+    return parse_config(data)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from arbitrage.report import teachers_table, wins_table
+    from arbitrage.run import arun_config
+
+    console = Console(stderr=True)
+    config = _load(args)
+    teachers = ", ".join(f"{t.name}={t.model}" for t in config.teachers)
+    console.print(
+        f"[bold]data-arbitrage[/] {config.pool.n_prompts} prompts × "
+        f"{len(config.pool.languages)} languages, teachers: {teachers}, "
+        f"reward: {config.reward.kind}, router: {config.router.name}"
+    )
+    if any(t.model.startswith("local/") for t in config.teachers):
+        console.print("local models load on first use (the first run converts them: ~20 s each)")
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    with progress:
+        result = asyncio.run(arun_config(config, progress=progress))
+    summary = result.summary()
+    out = Console()
+    out.print(wins_table(summary))
+    out.print(teachers_table(summary))
+    rows = summary["with_winner"]
+    out.print(
+        f"{rows} rows from {summary['prompts']} prompts "
+        f"({summary['generations_per_prompt']} generations per prompt, "
+        f"${summary['cost_usd']:.4f}) in {result.elapsed_s:.0f} s"
+    )
+    out.print(
+        f"dataset: {config.out}/dataset  (datasets.load_from_disk), report: {config.out}/report.json"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``arbitrage`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "default-config":
+            from importlib.resources import files
+
+            print(
+                files("arbitrage").joinpath("data/default.yaml").read_text(encoding="utf-8"), end=""
+            )
+            return 0
+    except ArbitrageError as exc:
+        print(f"arbitrage: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "arbitrage: interrupted; finished prompts are saved - rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

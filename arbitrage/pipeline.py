@@ -1,0 +1,192 @@
+"""The arbitrage loop: route a batch → generate → score → pick winners → let the router learn.
+
+``Arbitrage.arun`` is the one implementation; ``Arbitrage.run`` is its sync edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from arbitrage.errors import ConfigError, RewardError
+from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
+from arbitrage.teachers import Teacher
+from reward.base import RewardModel, Score
+from routers.base import Router
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from rich.progress import Progress
+
+OutcomeSink = Callable[[Sequence[Outcome]], None]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: one ``Outcome`` per prompt, in pool order."""
+
+    outcomes: list[Outcome]
+    teachers: list[str]
+    router: str
+    router_state: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_dataset(self) -> Dataset:
+        """The SFT mixture: winners only, TRL conversational ``messages`` + provenance."""
+        from arbitrage.mixture import build_mixture
+
+        return build_mixture(self.outcomes)
+
+    def summary(self) -> dict[str, Any]:
+        """Wins, generations, failures and cost (see ``arbitrage.report.summarise``)."""
+        from arbitrage.report import summarise
+
+        return summarise(self.outcomes, self.teachers)
+
+
+class Arbitrage:
+    """Route prompts to teachers, score the answers, keep the best.
+
+    Args:
+        teachers: The teachers (names must be unique).
+        reward: Scores each (prompt, completion).
+        router: Chooses teachers per prompt; default: reward routing (every teacher).
+        batch_size: Prompts routed together; learning routers update between batches.
+        progress: A rich ``Progress`` to report on, or ``None`` for silence.
+    """
+
+    def __init__(
+        self,
+        teachers: Sequence[Teacher],
+        reward: RewardModel,
+        router: Router | None = None,
+        *,
+        batch_size: int = 16,
+        progress: Progress | None = None,
+    ) -> None:
+        names = [t.name for t in teachers]
+        if not names:
+            raise ConfigError("at least one teacher is needed")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"teacher names must be unique, got {names}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1 (got {batch_size})")
+        if router is None:
+            from routers.reward import RewardRouter
+
+            router = RewardRouter(names)
+        unknown = set(router.teachers) - set(names)
+        if unknown:
+            raise ConfigError(f"router knows teachers that are not configured: {sorted(unknown)}")
+        self.teachers = {t.name: t for t in teachers}
+        self.order = names
+        self.reward = reward
+        self.router = router
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def run(self, prompts: Sequence[Prompt], **kwargs: Any) -> RunResult:
+        """Synchronous ``arun`` (do not call from inside a running event loop)."""
+        return asyncio.run(self.arun(prompts, **kwargs))
+
+    async def arun(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        done: Sequence[Outcome] = (),
+        on_outcomes: OutcomeSink | None = None,
+    ) -> RunResult:
+        """Run the loop over ``prompts``.
+
+        Args:
+            prompts: The pool, in order.
+            done: Outcomes of an earlier, interrupted run of the same pool: their
+                prompts are not requested again and the router relearns from them.
+            on_outcomes: Called with each finished batch (e.g. to append to disk),
+                so an interruption loses at most the batch in flight.
+        """
+        start = time.perf_counter()
+        finished = {o.prompt.id: o for o in done}
+        if finished:
+            self.router.replay(list(finished.values()))
+        todo = [p for p in prompts if p.id not in finished]
+        bar = self._bar("prompts", len(prompts), completed=len(prompts) - len(todo))
+        for i in range(0, len(todo), self.batch_size):
+            batch = todo[i : i + self.batch_size]
+            outcomes = await self._run_batch(batch)
+            self.router.update(outcomes)
+            for outcome in outcomes:
+                finished[outcome.prompt.id] = outcome
+            if on_outcomes is not None:
+                on_outcomes(outcomes)
+            if bar is not None and self.progress is not None:
+                self.progress.advance(bar, len(batch))
+        ordered = [finished[p.id] for p in prompts if p.id in finished]
+        return RunResult(
+            outcomes=ordered,
+            teachers=self.order,
+            router=self.router.name,
+            router_state=self.router.state(),
+            elapsed_s=time.perf_counter() - start,
+        )
+
+    def _bar(self, what: str, total: int, completed: int = 0) -> Any:
+        if self.progress is None:
+            return None
+        return self.progress.add_task(what, total=total, completed=completed)
+
+    async def _run_batch(self, batch: Sequence[Prompt]) -> list[Outcome]:
+        routes = self.router.check(self.router.route(batch), batch)
+        jobs = [
+            (p, t) for p, r in zip(batch, routes, strict=True) for t in dict.fromkeys(r.teachers)
+        ]
+        gen_bar = self._bar("  generating", len(jobs))
+
+        async def generate(prompt: Prompt, teacher: str) -> Generation:
+            gen = await self.teachers[teacher].agenerate(prompt)
+            if gen_bar is not None and self.progress is not None:
+                self.progress.advance(gen_bar)
+            return gen
+
+        gens = await asyncio.gather(*(generate(p, t) for p, t in jobs))
+        if gen_bar is not None and self.progress is not None:
+            self.progress.remove_task(gen_bar)
+        scores = await self._score(batch, gens)
+        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in batch}
+        for gen, score in zip(gens, scores, strict=True):
+            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+        outcomes = []
+        for prompt, route in zip(batch, routes, strict=True):
+            cands = tuple(by_prompt[prompt.id])
+            outcomes.append(
+                Outcome(prompt, cands, pick_winner(cands, self.order), routed_by=route.reason)
+            )
+        return outcomes
+
+    async def _score(self, batch: Sequence[Prompt], gens: Sequence[Generation]) -> list[Score]:
+        prompts = {p.id: p for p in batch}
+        todo = [i for i, g in enumerate(gens) if g.ok]
+        scores = [Score(None) for _ in gens]
+        if not todo:
+            return scores
+        score_bar = self._bar("  scoring", len(todo))
+        try:
+            got = await self.reward.ascore_batch(
+                [(prompts[gens[i].prompt_id], gens[i].text) for i in todo]
+            )
+        except Exception as exc:
+            raise RewardError(
+                f"reward model {self.reward.name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(got) != len(todo):
+            raise RewardError(
+                f"reward model {self.reward.name!r} returned {len(got)} scores for {len(todo)} answers"
+            )
+        for i, score in zip(todo, got, strict=True):
+            scores[i] = score
+        if score_bar is not None and self.progress is not None:
+            self.progress.remove_task(score_bar)
+        return scores

@@ -1,0 +1,171 @@
+"""The prompt pool: persona × task × language → an instruction.
+
+Prompts are stratified over the language × task grid (cell sizes differ by at
+most one), personas are drawn without replacement, and everything is seeded:
+the same config gives the same pool, ids included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from arbitrage import languages
+from arbitrage.errors import DataError
+from arbitrage.records import Persona, Prompt
+from arbitrage.tasks import TASKS, check_task
+from arbitrage.teachers import Teacher
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one prompt should be: the persona, task and language it is written for."""
+
+    persona: Persona
+    task: str
+    language: str
+    template: int
+
+
+def plan(
+    personas: Sequence[Persona],
+    languages_: Sequence[str],
+    tasks: Sequence[str],
+    n_prompts: int,
+    seed: int = 0,
+) -> list[Slot]:
+    """Choose persona, task and language for ``n_prompts`` prompts, balanced over the grid."""
+    if not personas:
+        raise DataError("no personas to build prompts from")
+    for task in tasks:
+        check_task(task)
+    rng = random.Random(seed)
+    cells = [(lang, task) for lang in languages_ for task in tasks]
+    order: list[tuple[str, str]] = []
+    while len(order) < n_prompts:
+        rng.shuffle(cells)
+        order.extend(cells)
+    chosen = order[:n_prompts]
+    pool = list(personas)
+    rng.shuffle(pool)
+    slots = []
+    for i, (lang, task) in enumerate(chosen):
+        persona = pool[i % len(pool)]
+        n_templates = len(TASKS[task].templates)
+        slots.append(Slot(persona, task, lang, rng.randrange(n_templates)))
+    return slots
+
+
+def _mid_sentence(text: str) -> str:
+    """``"A nurse in Lagos."`` → ``"a nurse in Lagos"`` (acronyms such as ``NGO`` keep their case)."""
+    text = text.rstrip(" .")
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def template_text(slot: Slot) -> str:
+    """The model-free instruction for a slot (English frame + a language directive)."""
+    frame = TASKS[slot.task].templates[slot.template]
+    persona = slot.persona.text.strip()
+    text = frame.format(persona=persona, persona_lc=_mid_sentence(persona))
+    if not slot.language.startswith("en"):
+        text += f"\n\nAnswer only in {languages.name(slot.language)}."
+    return text
+
+
+def writer_messages(slot: Slot) -> list[dict[str, str]]:
+    """The PersonaHub-style request a writer model gets for a slot."""
+    task = TASKS[slot.task]
+    lang = languages.name(slot.language)
+    return [
+        {
+            "role": "user",
+            "content": (
+                f"Persona: {slot.persona.text.strip()}\n\n"
+                f"Write one {task.description} that this persona might ask an AI assistant. "
+                f"Write it entirely in {lang}, in the persona's own voice, self-contained "
+                "(include any text it refers to). Reply with the instruction only: no "
+                "preamble, no answer, no quotation marks."
+            ),
+        }
+    ]
+
+
+def _clean(text: str) -> str:
+    text = text.strip().strip('"“”«»').strip()
+    for prefix in ("Instruction:", "Prompt:"):
+        if text.lower().startswith(prefix.lower()):
+            text = text[len(prefix) :].strip()
+    return text
+
+
+def _prompt(slot: Slot, text: str, writer: str, seed: int) -> Prompt:
+    return Prompt(
+        text=text,
+        language=slot.language,
+        task=slot.task,
+        persona=slot.persona.text,
+        meta={
+            "persona_id": slot.persona.id,
+            "persona_source": slot.persona.source,
+            "writer": writer,
+            "template": slot.template,
+            "seed": seed,
+        },
+    )
+
+
+async def awrite(
+    slots: Sequence[Slot], writer: Teacher | None = None, seed: int = 0
+) -> list[Prompt]:
+    """Turn slots into prompts, with a writer model or (``writer=None``) from templates.
+
+    A writer call that fails or returns nothing falls back to the template, and the
+    prompt's ``meta["writer"]`` says so.
+    """
+    if writer is None:
+        return [_prompt(s, template_text(s), "template", seed) for s in slots]
+    max_tokens = 160
+    gens = await asyncio.gather(
+        *(writer.acomplete(writer_messages(s), max_tokens=max_tokens) for s in slots)
+    )
+    prompts = []
+    for slot, gen in zip(slots, gens, strict=True):
+        text = _clean(gen.text) if gen.ok else ""
+        if text:
+            prompts.append(_prompt(slot, text, writer.name, seed))
+        else:
+            prompts.append(_prompt(slot, template_text(slot), "template-fallback", seed))
+    return prompts
+
+
+def load_prompts(path: str | Path) -> list[Prompt]:
+    """Ready-made prompts from a JSONL file with ``text``, ``language`` and ``task`` per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"prompt file not found: {path}")
+    prompts = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompts.append(
+                Prompt(
+                    text=str(row["text"]),
+                    language=languages.check_code(str(row["language"])),
+                    task=str(row.get("task", "custom")),
+                    persona=str(row.get("persona", "")),
+                    meta={"source": str(path)},
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}:{n}: not a prompt row ({type(exc).__name__}: {exc})") from None
+    if not prompts:
+        raise DataError(f"{path}: no prompts")
+    return prompts

@@ -1,0 +1,188 @@
+"""A whole run from a config: build the pool, run the loop, write the outputs.
+
+Run directory (``config.out``)::
+
+    run.json         config hash and version: a rerun resumes only the same config
+    config.yaml      the resolved config (env var names, never keys)
+    prompts.jsonl    the pool, written before any teacher is called
+    outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
+    dataset/         the SFT mixture (datasets.load_from_disk)
+    mixture.jsonl    the same rows as JSON lines
+    report.json      wins, generations, failures, cost
+
+Re-running the same command after an interruption skips every prompt already
+in ``outcomes.jsonl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arbitrage import __version__
+from arbitrage.config import RunConfig
+from arbitrage.errors import ConfigError, DataError
+from arbitrage.pipeline import Arbitrage, RunResult
+from arbitrage.records import Outcome, Prompt, dumps
+from arbitrage.teachers import Teacher
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from reward.base import RewardModel
+
+
+def config_hash(config: RunConfig) -> str:
+    """Hash of everything that changes results (``out`` excluded)."""
+    data = config.public_dict()
+    data.pop("out", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_reward(config: RunConfig) -> RewardModel:
+    """The reward model a config names."""
+    from reward import get_reward
+
+    cfg = config.reward
+    params: dict[str, Any] = dict(cfg.params)
+    if cfg.model is not None:
+        params.setdefault("judge" if cfg.kind == "local" else "model", cfg.model)
+    if cfg.kind == "judge":
+        params.setdefault("api_base", cfg.api_base)
+        params.setdefault("api_key_env", cfg.api_key_env)
+    elif cfg.api_base or cfg.api_key_env:
+        raise ConfigError(
+            f"reward.api_base / reward.api_key_env apply to kind 'judge', not {cfg.kind!r}"
+        )
+    return get_reward(cfg.kind, **params)
+
+
+async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> list[Prompt]:
+    """The prompt pool a config describes."""
+    from arbitrage.personas import load_personas
+    from arbitrage.pool import awrite, load_prompts, plan
+
+    pool = config.pool
+    if pool.prompts:
+        return load_prompts(pool.prompts)[: pool.n_prompts]
+    personas = load_personas(pool.personas, column=pool.persona_column)
+    slots = plan(personas, pool.languages, pool.tasks, pool.n_prompts, seed=config.seed)
+    writer = None
+    if pool.writer != "template":
+        writer = next(t for t in teachers if t.name == pool.writer)
+    return await awrite(slots, writer, seed=config.seed)
+
+
+class RunDir:
+    """The files of one run; appends are flushed and fsynced, so a kill loses at most a batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def prepare(self, config: RunConfig) -> None:
+        """Create the directory, or check that it holds a run of the same config."""
+        marker = self.path / "run.json"
+        digest = config_hash(config)
+        if marker.exists():
+            previous = json.loads(marker.read_text()).get("config_hash")
+            if previous != digest:
+                raise ConfigError(
+                    f"{self.path} holds a run of a different config; use another --out "
+                    "or delete that directory"
+                )
+            return
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError(f"{self.path} exists and is not a run directory; use another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        (self.path / "config.yaml").write_text(
+            yaml.safe_dump(config.public_dict(), sort_keys=False, allow_unicode=True)
+        )
+        marker.write_text(json.dumps({"config_hash": digest, "version": __version__}) + "\n")
+
+    def load_prompts(self) -> list[Prompt] | None:
+        path = self.path / "prompts.jsonl"
+        if not path.exists():
+            return None
+        return [
+            Prompt.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line
+        ]
+
+    def save_prompts(self, prompts: Sequence[Prompt]) -> None:
+        tmp = self.path / "prompts.jsonl.tmp"
+        tmp.write_text("".join(dumps(p) + "\n" for p in prompts), encoding="utf-8")
+        os.replace(tmp, self.path / "prompts.jsonl")
+
+    def load_outcomes(self) -> list[Outcome]:
+        """Outcomes written so far; a torn last line (killed mid-write) is dropped."""
+        path = self.path / "outcomes.jsonl"
+        if not path.exists():
+            return []
+        outcomes = []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            try:
+                outcomes.append(Outcome.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                if n == len(lines):
+                    break
+                raise DataError(f"{path}:{n}: corrupt outcome row ({exc})") from None
+        return outcomes
+
+    def append_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        path = self.path / "outcomes.jsonl"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(dumps(o) + "\n" for o in outcomes))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rewrite_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        tmp = self.path / "outcomes.jsonl.tmp"
+        tmp.write_text("".join(dumps(o) + "\n" for o in outcomes), encoding="utf-8")
+        os.replace(tmp, self.path / "outcomes.jsonl")
+
+
+async def arun_config(
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    reward_model: RewardModel | None = None,
+) -> RunResult:
+    """Run a config end to end and write its run directory; resumes an interrupted run."""
+    from arbitrage.mixture import build_mixture, save_mixture
+    from routers import get_router
+
+    teachers = [Teacher(t) for t in config.teachers]
+    names = [t.name for t in teachers]
+    router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
+    reward = reward_model or build_reward(config)
+    run_dir = RunDir(config.out)
+    run_dir.prepare(config)
+
+    prompts = run_dir.load_prompts()
+    if prompts is None:
+        prompts = await abuild_pool(config, teachers)
+        run_dir.save_prompts(prompts)
+    done = run_dir.load_outcomes()
+    run_dir.rewrite_outcomes(done)  # drop a torn last line before appending
+
+    engine = Arbitrage(teachers, reward, router, batch_size=config.batch_size, progress=progress)
+    result = await engine.arun(prompts, done=done, on_outcomes=run_dir.append_outcomes)
+
+    save_mixture(build_mixture(result.outcomes), run_dir.path)
+    summary = result.summary()
+    summary["router"] = {"name": result.router, "state": result.router_state}
+    summary["elapsed_s"] = round(result.elapsed_s, 2)
+    (run_dir.path / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return result
+
+
+def run_config(config: RunConfig, **kwargs: Any) -> RunResult:
+    """Synchronous ``arun_config``."""
+    return asyncio.run(arun_config(config, **kwargs))
