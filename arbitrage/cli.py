@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from arbitrage.config import default_config, load_config, parse_config
+    from arbitrage.run import check_names
 
     config = load_config(args.config) if args.config else default_config()
     data = config.public_dict()
@@ -40,7 +41,9 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         data["seed"] = args.seed
     if args.n_prompts is not None:
         data["pool"]["n_prompts"] = args.n_prompts
-    return parse_config(data)
+    config = parse_config(data)
+    check_names(config)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -92,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         f"${summary['cost_usd']:.4f}) in {result.elapsed_s:.0f} s"
     )
     out.print(
-        f"dataset: {config.out}/dataset  (datasets.load_from_disk), report: {config.out}/report.json"
+        f"dataset: {config.out}/dataset (datasets.load_from_disk), report: {config.out}/report.json"
     )
     return 0
 

@@ -34,5 +34,5 @@ def check_code(code: str) -> str:
 
 
 def name(code: str) -> str:
-    """English name of a language code (``pt-BR`` → ``Portuguese``); unknown codes map to themselves."""
+    """English name of a code (``pt-BR`` → ``Portuguese``); unknown codes map to themselves."""
     return NAMES.get(code, NAMES.get(code.split("-")[0], code))

@@ -183,7 +183,8 @@ class Arbitrage:
             ) from exc
         if len(got) != len(todo):
             raise RewardError(
-                f"reward model {self.reward.name!r} returned {len(got)} scores for {len(todo)} answers"
+                f"reward model {self.reward.name!r} returned {len(got)} scores "
+                f"for {len(todo)} answers"
             )
         for i, score in zip(todo, got, strict=True):
             scores[i] = score

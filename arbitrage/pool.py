@@ -61,7 +61,7 @@ def plan(
 
 
 def _mid_sentence(text: str) -> str:
-    """``"A nurse in Lagos."`` → ``"a nurse in Lagos"`` (acronyms such as ``NGO`` keep their case)."""
+    """``"A nurse in Lagos."`` → ``"a nurse in Lagos"`` (acronyms like ``NGO`` stay)."""
     text = text.rstrip(" .")
     if len(text) > 1 and text[1].isupper():
         return text

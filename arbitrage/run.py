@@ -44,6 +44,19 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def check_names(config: RunConfig) -> None:
+    """Fail fast on an unknown router, router param or reward kind (before any work)."""
+    from arbitrage.config import closest_hint
+    from reward import REWARDS
+    from routers import get_router
+
+    get_router(config.router.name, [t.name for t in config.teachers], **config.router.params)
+    if config.reward.kind not in REWARDS:
+        raise ConfigError(
+            f"unknown reward kind {config.reward.kind!r}{closest_hint(config.reward.kind, REWARDS)}"
+        )
+
+
 def build_reward(config: RunConfig) -> RewardModel:
     """The reward model a config names."""
     from reward import get_reward

@@ -55,7 +55,8 @@ def get_router(name: str, teachers: Sequence[str], *, seed: int = 0, **params: A
     known = available()
     if name not in known:
         raise ConfigError(
-            f"unknown router {name!r}{closest_hint(name, known)}; routers: {', '.join(sorted(known))}"
+            f"unknown router {name!r}{closest_hint(name, known)}; "
+            f"routers: {', '.join(sorted(known))}"
         )
     cls = _resolve(known[name])
     accepted = [

@@ -1,0 +1,167 @@
+"""End to end through the CLI: teachers and judge are served by the stub server on 127.0.0.1."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from datasets import load_from_disk
+from stub_server import Reply
+from trl.data_utils import is_conversational
+
+from arbitrage.cli import main
+
+SECRET = "sk-very-secret-0123456789"
+
+
+def judge(messages):
+    """Alpha is the better teacher in French, beta in English."""
+    text = messages[-1]["content"]
+    lang = re.search(r"The user's language: (\w+)", text).group(1)
+    answer = text.split("[Answer]")[1]
+    good = "ALPHA" if lang == "fr" else "BETA"
+    return "Clear and correct.\nScore: 9" if good in answer else "Weak.\nScore: 3"
+
+
+def write_config(tmp_path: Path, url: str, **overrides) -> Path:
+    config = {
+        "out": str(tmp_path / "run"),
+        "seed": 1,
+        "batch_size": 6,
+        "pool": {"n_prompts": 24, "languages": ["en", "fr"], "tasks": ["open_qa", "math"]},
+        "teachers": [
+            {"name": "alpha", "model": "openai/alpha", "api_base": url, "api_key_env": "STUB_KEY"},
+            {"name": "beta", "model": "openai/beta", "api_base": url, "api_key_env": "STUB_KEY"},
+        ],
+        "reward": {
+            "kind": "judge",
+            "model": "openai/judge",
+            "api_base": url,
+            "api_key_env": "STUB_KEY",
+        },
+        "router": {"name": "learned", "params": {"warmup": 6, "explore": 0.0}},
+    }
+    config.update(overrides)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def teachers(stub_server, monkeypatch):
+    monkeypatch.setenv("STUB_KEY", SECRET)
+    stub_server.set_handler("alpha", lambda m: "ALPHA answers: " + m[-1]["content"][:30])
+    stub_server.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"][:30])
+    stub_server.set_handler("judge", judge)
+    return stub_server
+
+
+def read_outcomes(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "outcomes.jsonl").read_text().splitlines()]
+
+
+def test_run_learns_who_wins_and_writes_a_trl_dataset(tmp_path, teachers, capsys):
+    config = write_config(tmp_path, teachers.url)
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    ds = load_from_disk(str(run / "dataset"))
+    assert len(ds) == 24
+    assert all(is_conversational(row) for row in ds)
+    assert ds[0]["messages"][0] == {"role": "user", "content": ds[0]["messages"][0]["content"]}
+    assert {row["teacher"] for row in ds} == {"alpha", "beta"}
+    # after the warm-up, French goes to alpha and English to beta, one generation each
+    for row in ds:
+        if row["routed_by"] == "exploit":
+            assert row["teacher"] == ("alpha" if row["language"] == "fr" else "beta")
+            assert len(row["candidates"]) == 1
+    report = json.loads((run / "report.json").read_text())
+    assert report["wins_by_language"]["fr"] == {"alpha": 12}
+    assert report["wins_by_language"]["en"] == {"beta": 12}
+    assert report["generations_per_prompt"] == pytest.approx((6 * 2 + 18) / 24)
+    out = capsys.readouterr().out
+    assert "Wins per language × teacher" in out and str(run / "dataset") in out
+
+
+def test_api_key_never_reaches_run_files(tmp_path, teachers):
+    assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_rerun_resumes_without_asking_teachers_again(tmp_path, teachers):
+    config = write_config(tmp_path, teachers.url)
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    first = load_from_disk(str(run / "dataset")).to_list()
+    lines = (run / "outcomes.jsonl").read_text().splitlines()
+    # simulate a kill after 2 of 4 batches, the last line torn mid-write
+    (run / "outcomes.jsonl").write_text("\n".join(lines[:12]) + "\n" + lines[12][:40])
+    teachers.requests.clear()
+    assert main(["run", str(config)]) == 0
+    teacher_calls = [r for r in teachers.requests if r["model"] in ("alpha", "beta")]
+    redone = {o["prompt"]["id"] for o in read_outcomes(run)[12:]}
+    assert len(redone) == 12
+    assert len(teacher_calls) <= 12 * 2  # only the 12 missing prompts, never the finished ones
+    assert load_from_disk(str(run / "dataset")).to_list() == first
+
+
+def test_same_out_with_another_config_is_refused(tmp_path, teachers, capsys):
+    assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
+    other = write_config(tmp_path, teachers.url, seed=2)
+    assert main(["run", str(other)]) == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
+
+
+def test_failing_teacher_becomes_data_not_rows(tmp_path, teachers):
+    teachers.set_handler("beta", lambda m: Reply("down", status=401))
+    config = write_config(tmp_path, teachers.url, router={"name": "reward"})
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    ds = load_from_disk(str(run / "dataset"))
+    assert set(ds["teacher"]) == {"alpha"}
+    assert all(row["messages"][1]["content"] for row in ds)
+    report = json.loads((run / "report.json").read_text())
+    assert report["teachers"]["beta"]["failed"] == 24
+    assert report["statuses"]["error"] == 24
+    errors = [
+        c["generation"]["error"]
+        for o in read_outcomes(run)
+        for c in o["candidates"]
+        if c["generation"]["error"]
+    ]
+    assert all(SECRET not in e for e in errors)
+
+
+def test_truncated_answers_never_win(tmp_path, teachers):
+    teachers.set_handler("alpha", lambda m: Reply("ALPHA cut off mid", finish_reason="length"))
+    config = write_config(tmp_path, teachers.url, router={"name": "reward"})
+    assert main(["run", str(config)]) == 0
+    ds = load_from_disk(str(tmp_path / "run" / "dataset"))
+    assert set(ds["teacher"]) == {"beta"}
+    statuses = {c["status"] for row in ds for c in row["candidates"] if c["teacher"] == "alpha"}
+    assert statuses == {"truncated"}
+
+
+def test_writer_model_writes_prompts_and_falls_back_to_templates(tmp_path, teachers):
+    def writer(messages):
+        content = messages[-1]["content"]
+        if "French" in content:
+            return Reply("busy", status=400)
+        return '"Explain tides to a fisherman."'
+
+    teachers.set_handler("alpha", writer)
+    config = write_config(
+        tmp_path,
+        teachers.url,
+        pool={"n_prompts": 4, "languages": ["en", "fr"], "tasks": ["open_qa"], "writer": "alpha"},
+        router={"name": "random"},
+    )
+    assert main(["run", str(config)]) == 0
+    prompts = [json.loads(x) for x in (tmp_path / "run" / "prompts.jsonl").read_text().splitlines()]
+    by_lang = {p["language"]: p for p in prompts}
+    assert by_lang["en"]["text"] == "Explain tides to a fisherman."
+    assert by_lang["en"]["meta"]["writer"] == "alpha"
+    assert by_lang["fr"]["meta"]["writer"] == "template-fallback"
+    assert by_lang["fr"]["text"].endswith("Answer only in French.")

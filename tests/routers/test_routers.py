@@ -1,0 +1,124 @@
+import pytest
+
+from arbitrage.errors import ConfigError, RoutingError
+from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
+from routers import Route, Router, get_router, register
+
+TEACHERS = ["a", "b", "c"]
+
+
+def prompt(lang: str, task: str = "math", i: int = 0) -> Prompt:
+    return Prompt(text=f"q{i}", language=lang, task=task)
+
+
+def outcome(p: Prompt, rewards: dict[str, float]) -> Outcome:
+    cands = tuple(
+        Candidate(Generation(prompt_id=p.id, teacher=t, model=t, text="x", finish_reason="stop"), r)
+        for t, r in rewards.items()
+    )
+    return Outcome(p, cands, pick_winner(cands, TEACHERS))
+
+
+def test_random_router_is_seeded_and_uses_all_teachers():
+    prompts = [prompt("en", i=i) for i in range(60)]
+    a = get_router("random", TEACHERS, seed=1).route(prompts)
+    b = get_router("random", TEACHERS, seed=1).route(prompts)
+    assert a == b
+    assert {r.teachers[0] for r in a} == set(TEACHERS)
+    assert all(len(r.teachers) == 1 for r in a)
+
+
+def test_fixed_router_most_specific_key_wins():
+    router = get_router(
+        "fixed", TEACHERS, map={"sw": "b", "fr/coding": "c", "*/math": "a"}, default="c"
+    )
+    routes = router.route(
+        [prompt("sw"), prompt("fr", "coding"), prompt("fr", "math"), prompt("de", "open_qa")]
+    )
+    assert [r.teachers for r in routes] == [["b"], ["c"], ["a"], ["c"]]
+
+
+def test_fixed_router_rejects_unknown_teacher():
+    with pytest.raises(ConfigError, match="unknown teacher 'z'"):
+        get_router("fixed", TEACHERS, map={"sw": "z"})
+
+
+def test_reward_router_sends_every_prompt_to_every_teacher():
+    routes = get_router("reward", TEACHERS).route([prompt("en"), prompt("fr")])
+    assert all(r.teachers == TEACHERS for r in routes)
+
+
+def test_learned_router_learns_the_winner_per_language():
+    router = get_router("learned", TEACHERS, warmup=30, explore=0.0)
+    best = {"en": "a", "fr": "b", "sw": "c"}
+    prompts = [prompt(lang, i=i) for i in range(10) for lang in best]
+    routes = router.route(prompts)
+    assert all(r.reason == "warmup" and r.teachers == TEACHERS for r in routes)
+    router.update(
+        [outcome(p, {t: float(t == best[p.language]) for t in TEACHERS}) for p in prompts]
+    )
+    later = router.route([prompt(lang, i=99) for lang in best])
+    assert [r.teachers for r in later] == [["a"], ["b"], ["c"]]
+    assert all(r.reason == "exploit" for r in later)
+    rates = router.state()["win_rates"]["sw/math"]
+    assert rates["c"] > 0.8 > rates["a"]
+
+
+def test_learned_router_explores_with_a_comparison():
+    router = get_router("learned", TEACHERS, warmup=0, explore=1.0, explore_teachers=2, seed=0)
+    routes = router.route([prompt("en", i=i) for i in range(20)])
+    assert all(r.reason == "explore" and len(set(r.teachers)) == 2 for r in routes)
+
+
+def test_learned_router_ignores_single_answers_and_falls_back_to_language_level():
+    router = get_router("learned", TEACHERS, warmup=0, explore=0.0)
+    p = prompt("fr", "coding")
+    router.update([outcome(p, {"c": 1.0})])  # one answer: nothing to compare
+    assert router.state()["win_rates"] == {}
+    router.update(
+        [outcome(prompt("fr", "math", i), {"a": 0.1, "b": 0.9, "c": 0.2}) for i in range(8)]
+    )
+    # fr/coding was never compared: the French-wide preference for b applies
+    assert router.route([p])[0].teachers == ["b"]
+
+
+def test_learned_router_param_validation():
+    with pytest.raises(ConfigError, match="explore must be in"):
+        get_router("learned", TEACHERS, explore=2.0)
+
+
+def test_check_rejects_bad_routes():
+    router = get_router("reward", TEACHERS)
+    with pytest.raises(RoutingError, match="unknown teacher 'zz'"):
+        router.check([Route(["zz"])], [prompt("en")])
+    with pytest.raises(RoutingError, match="returned 0 routes for 1 prompts"):
+        router.check([], [prompt("en")])
+
+
+def test_custom_router_registered_by_name():
+    class Shortest(Router):
+        name = "shortest"
+
+        def route(self, prompts):
+            return [Route([self.teachers[-1]], "rule") for _ in prompts]
+
+    register("shortest", Shortest)
+    router = get_router("shortest", TEACHERS)
+    assert router.route([prompt("en")])[0].teachers == ["c"]
+
+
+def test_unknown_router_names_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'random'"):
+        get_router("randum", TEACHERS)
+
+
+def test_pick_winner_breaks_ties_by_config_order_and_skips_bad_answers():
+    p = prompt("en")
+    assert outcome(p, {"b": 0.5, "a": 0.5}).winner == "a"
+    truncated = Candidate(
+        Generation(prompt_id=p.id, teacher="a", model="a", text="x", finish_reason="length"), 0.9
+    )
+    ok = Candidate(
+        Generation(prompt_id=p.id, teacher="b", model="b", text="y", finish_reason="stop"), 0.1
+    )
+    assert pick_winner((truncated, ok), TEACHERS) == "b"
