@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from arbitrage.config import default_config, load_config, parse_config
-    from arbitrage.run import check_names
+    from arbitrage.run import preflight
 
     config = load_config(args.config) if args.config else default_config()
     data = config.public_dict()
@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.n_prompts is not None:
         data["pool"]["n_prompts"] = args.n_prompts
     config = parse_config(data)
-    check_names(config)
+    preflight(config)
     return config
 
 

@@ -44,8 +44,9 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_names(config: RunConfig) -> None:
-    """Fail fast on an unknown router, router param or reward kind (before any work)."""
+def preflight(config: RunConfig) -> None:
+    """Fail fast, before any work is paid for: unknown router, router param or reward
+    kind, or an API key environment variable that is not set."""
     from arbitrage.config import closest_hint
     from reward import REWARDS
     from routers import get_router
@@ -55,6 +56,11 @@ def check_names(config: RunConfig) -> None:
         raise ConfigError(
             f"unknown reward kind {config.reward.kind!r}{closest_hint(config.reward.kind, REWARDS)}"
         )
+    envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
+    envs.append(("reward", config.reward.api_key_env))
+    for who, env in envs:
+        if env is not None and not os.environ.get(env):
+            raise ConfigError(f"{who}: environment variable {env} is not set")
 
 
 def build_reward(config: RunConfig) -> RewardModel:
@@ -171,6 +177,7 @@ async def arun_config(
     from arbitrage.mixture import build_mixture, save_mixture
     from routers import get_router
 
+    preflight(config)
     teachers = [Teacher(t) for t in config.teachers]
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)

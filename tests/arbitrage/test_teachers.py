@@ -1,0 +1,100 @@
+"""Teachers against the stub server: litellm's real openai code path over loopback."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from arbitrage.cli import main
+from arbitrage.records import Prompt
+from arbitrage.teachers import Teacher
+from stub_server import Reply
+
+PROMPT = Prompt(text="Say hello.", language="en", task="open_qa")
+
+
+def teacher(url: str, **params) -> Teacher:
+    return Teacher.from_model("t", "openai/t", api_base=url, api_key_env="STUB_KEY", **params)
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch):
+    monkeypatch.setenv("STUB_KEY", "sk-test-key")
+
+
+def test_generation_carries_text_usage_and_latency(stub_server):
+    stub_server.set_handler("t", lambda m: "Hello there, friend.")
+    gen = asyncio.run(teacher(stub_server.url).agenerate(PROMPT))
+    assert gen.ok and gen.status == "ok"
+    assert gen.text == "Hello there, friend."
+    assert (gen.usage.prompt_tokens, gen.usage.completion_tokens) == (2, 3)
+    assert gen.prompt_id == PROMPT.id and gen.latency_s > 0
+    body = stub_server.requests[-1]
+    assert body["max_tokens"] == 512 and body["temperature"] == 0.7
+
+
+def test_max_concurrency_bounds_calls_in_flight(stub_server):
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def slow(messages):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.15)
+        with lock:
+            state["now"] -= 1
+        return "ok"
+
+    stub_server.set_handler("t", slow)
+    t = teacher(stub_server.url, max_concurrency=2)
+    prompts = [Prompt(text=f"q{i}", language="en", task="open_qa") for i in range(8)]
+
+    async def go():
+        return await asyncio.gather(*(t.agenerate(p) for p in prompts))
+
+    gens = asyncio.run(go())
+    assert all(g.ok for g in gens)
+    assert state["peak"] == 2
+
+
+def test_rate_limit_is_retried_then_succeeds(stub_server):
+    calls = []
+
+    def flaky(messages):
+        calls.append(1)
+        return Reply("slow down", status=429) if len(calls) == 1 else "fine"
+
+    stub_server.set_handler("t", flaky)
+    gen = asyncio.run(teacher(stub_server.url, retries=2).agenerate(PROMPT))
+    assert gen.ok and gen.text == "fine"
+    assert len(calls) == 2
+
+
+def test_auth_error_is_not_retried_and_becomes_data(stub_server):
+    stub_server.set_handler("t", lambda m: Reply("bad key", status=401))
+    gen = asyncio.run(teacher(stub_server.url, retries=3).agenerate(PROMPT))
+    assert not gen.ok and gen.status == "error"
+    assert "AuthenticationError" in gen.error
+    assert "sk-test-key" not in gen.error
+    assert len(stub_server.requests) == 1
+
+
+def test_empty_answer_is_not_ok(stub_server):
+    stub_server.set_handler("t", lambda m: "   ")
+    gen = asyncio.run(teacher(stub_server.url).agenerate(PROMPT))
+    assert gen.status == "empty" and not gen.ok
+
+
+def test_missing_api_key_env_fails_before_any_call(tmp_path, stub_server, monkeypatch, capsys):
+    monkeypatch.delenv("STUB_KEY")
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"teachers: [{{name: t, model: openai/t, api_base: '{stub_server.url}', api_key_env: STUB_KEY}}]\n"
+        "reward: {kind: judge, model: openai/j}\n"
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "teacher 't': environment variable STUB_KEY is not set" in capsys.readouterr().err
+    assert stub_server.requests == []
+    assert not (tmp_path / "o").exists()
