@@ -1,0 +1,38 @@
+"""Shared fixtures: an offline environment and a stub OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from stub_server import StubServer
+
+OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else litellm fetches its price map at import
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_env() -> Iterator[None]:
+    """Nothing phones home: no price map fetch, no Hugging Face Hub calls."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in OFFLINE_ENV.items():
+            mp.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def _stub_server_session() -> Iterator[StubServer]:
+    server = StubServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stub_server(_stub_server_session: StubServer) -> StubServer:
+    """The stub server, with no handlers and no recorded requests."""
+    _stub_server_session.reset()
+    return _stub_server_session

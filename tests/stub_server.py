@@ -1,0 +1,207 @@
+"""A stub OpenAI-compatible HTTP server, so tests run litellm's real ``openai/`` code path.
+
+Real sockets on 127.0.0.1 (ephemeral port), served from a background thread; each
+request gets its own thread, so slow replies (``Reply.delay_s``) overlap.
+
+    server = StubServer()
+    server.set_handler("judge", lambda messages: "Score: 7")
+    await litellm.acompletion(model="openai/judge", api_base=server.url, api_key="sk-test", ...)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """What the stub answers: a completion, or (``status != 200``) an OpenAI-style error."""
+
+    text: str
+    finish_reason: str = "stop"
+    status: int = 200
+    delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[list[dict[str, Any]]], "str | Reply"]
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def default_answer(model: str, messages: list[dict[str, Any]]) -> str:
+    """``"Answer from <model>: "`` plus the first 8 words of the last user message."""
+    last: dict[str, Any] = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    content = last.get("content") or ""
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+        content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return f"Answer from {model}: " + " ".join(str(content).split()[:8])
+
+
+def _words(messages: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
+
+
+class StubServer:
+    """The server; ``close()`` it when done (the ``stub_server`` fixture does)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._httpd = _Server(("127.0.0.1", 0), _RequestHandler)
+        self._httpd.stub = self
+        host, port = self._httpd.server_address[:2]
+        self.url = f"http://{host!s}:{port}/v1"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="stub-openai-server",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def set_handler(self, model: str, fn: Handler) -> None:
+        """Answer requests for ``model`` with ``fn(messages)``."""
+        with self._lock:
+            self._handlers[model] = fn
+
+    def reset(self) -> None:
+        """Forget handlers and recorded requests."""
+        with self._lock:
+            self._handlers.clear()
+            self.requests.clear()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> StubServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _record(self, body: dict[str, Any]) -> Handler | None:
+        with self._lock:
+            self.requests.append(body)
+            return self._handlers.get(str(body.get("model", "")))
+
+    def _complete(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        model = str(body.get("model", ""))
+        messages = body.get("messages") or []
+        handler = self._record(body)
+        result = handler(messages) if handler else default_answer(model, messages)
+        reply = result if isinstance(result, Reply) else Reply(text=result)
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.status != 200:
+            error = {
+                "error": {
+                    "message": reply.text or f"stub error {reply.status}",
+                    "type": _ERROR_TYPES.get(reply.status, "server_error"),
+                    "param": None,
+                    "code": str(reply.status),
+                }
+            }
+            return reply.status, error, reply.headers
+        prompt_tokens = _words(messages)
+        completion_tokens = len(reply.text.split())
+        payload = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return 200, payload, reply.headers
+
+    def _models(self) -> dict[str, Any]:
+        with self._lock:
+            names = sorted(self._handlers)
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "stub"} for n in names]
+        return {"object": "list", "data": data}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many concurrent connects must not be refused
+    stub: StubServer
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the OpenAI client expects
+    server: _Server
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path.rstrip("/").endswith("/chat/completions"):
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                self._send(
+                    400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
+                )
+                return
+            try:
+                status, payload, headers = self.server.stub._complete(body)
+            except Exception as exc:  # a broken test handler is a 500, not a hung client
+                status, payload, headers = (
+                    500,
+                    {"error": {"message": repr(exc), "type": "server_error"}},
+                    {},
+                )
+            self._send(status, payload, headers)
+        else:
+            self._send(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}}
+            )
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, self.server.stub._models())
+        else:
+            self._send(
+                404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}}
+            )
+
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
