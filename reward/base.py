@@ -28,7 +28,7 @@ class Score:
     details: dict[str, float] = field(default_factory=dict)
 
 
-class RewardModel(ABC):
+class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of two methods
     """Scores completions. Subclasses override ``ascore`` or ``ascore_batch``."""
 
     name: ClassVar[str] = "base"
@@ -40,7 +40,9 @@ class RewardModel(ABC):
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         """Score many completions; the default runs ``ascore`` on each concurrently."""
         if type(self).ascore is RewardModel.ascore:
-            raise NotImplementedError(f"{type(self).__name__} must implement ascore or ascore_batch")
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement ascore or ascore_batch"
+            )
         return list(await asyncio.gather(*(self.ascore(p, c) for p, c in pairs)))
 
     def score(self, prompt: Prompt, completion: str) -> Score:

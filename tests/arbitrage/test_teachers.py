@@ -5,11 +5,11 @@ import threading
 import time
 
 import pytest
+from stub_server import Reply
 
 from arbitrage.cli import main
 from arbitrage.records import Prompt
 from arbitrage.teachers import Teacher
-from stub_server import Reply
 
 PROMPT = Prompt(text="Say hello.", language="en", task="open_qa")
 
