@@ -7,6 +7,7 @@ interrupted run exits 130 and says how to resume. A traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -103,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``arbitrage`` console script."""
     args = _parser().parse_args(argv)
+    # Our own progress bar is the one to watch; HF's per-step bars would interleave with it.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         if args.command == "run":
             return _run(args)

@@ -60,19 +60,11 @@ def plan(
     return slots
 
 
-def _mid_sentence(text: str) -> str:
-    """``"A nurse in Lagos."`` → ``"a nurse in Lagos"`` (acronyms like ``NGO`` stay)."""
-    text = text.rstrip(" .")
-    if len(text) > 1 and text[1].isupper():
-        return text
-    return text[:1].lower() + text[1:]
-
-
 def template_text(slot: Slot) -> str:
     """The model-free instruction for a slot (English frame + a language directive)."""
     frame = TASKS[slot.task].templates[slot.template]
     persona = slot.persona.text.strip()
-    text = frame.format(persona=persona, persona_lc=_mid_sentence(persona))
+    text = frame.format(persona=persona)
     if not slot.language.startswith("en"):
         text += f"\n\nAnswer only in {languages.name(slot.language)}."
     return text

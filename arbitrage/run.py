@@ -70,7 +70,7 @@ def build_reward(config: RunConfig) -> RewardModel:
     cfg = config.reward
     params: dict[str, Any] = dict(cfg.params)
     if cfg.model is not None:
-        params.setdefault("judge" if cfg.kind == "local" else "model", cfg.model)
+        params.setdefault("judge_model" if cfg.kind == "local" else "model", cfg.model)
     if cfg.kind == "judge":
         params.setdefault("api_base", cfg.api_base)
         params.setdefault("api_key_env", cfg.api_key_env)

@@ -1,7 +1,8 @@
 """The learned router: learns who wins per language × task, then sends prompts to the likely winner.
 
 It starts like reward routing (``warmup`` prompts go to every teacher), learns
-win rates from every outcome where two or more teachers were compared, and then
+win rates from every outcome where two or more teachers answered (a truncated or
+empty answer counts as a loss; a failed call does not count), and then
 routes each prompt to the teacher with the highest estimated win rate for its
 language × task. With probability ``explore`` a prompt goes to the likely winner
 plus ``explore_teachers - 1`` others, so the estimates keep improving.
@@ -106,7 +107,9 @@ class LearnedRouter(Router):
 
     def update(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
-            scored = [c.teacher for c in outcome.candidates if c.reward is not None]
+            # A truncated or empty answer loses to a usable one: that is the teacher's doing.
+            # A failed call (rate limit, outage) says nothing about quality and is left out.
+            scored = [c.teacher for c in outcome.candidates if c.generation.status != "error"]
             if len(scored) < 2 or outcome.winner is None:
                 continue  # one answer is no comparison
             lang, task = outcome.prompt.language, outcome.prompt.task

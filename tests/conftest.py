@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from stub_server import StubServer
@@ -36,3 +37,16 @@ def stub_server(_stub_server_session: StubServer) -> StubServer:
     """The stub server, with no handlers and no recorded requests."""
     _stub_server_session.reset()
     return _stub_server_session
+
+
+@pytest.fixture(scope="session")
+def smol_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache root holding SmolLM2 converted from its GGUF file (once per session, ~25 s)."""
+    from arbitrage.local import backends, models
+
+    root = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ARBITRAGE_CACHE_DIR", str(root))
+        spec = models.MODELS["smollm2-135m-instruct"]
+        backends.convert(spec, models.cache_dir(spec))
+    return root

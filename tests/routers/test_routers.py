@@ -122,3 +122,23 @@ def test_pick_winner_breaks_ties_by_config_order_and_skips_bad_answers():
         Generation(prompt_id=p.id, teacher="b", model="b", text="y", finish_reason="stop"), 0.1
     )
     assert pick_winner((truncated, ok), TEACHERS) == "b"
+
+
+def test_learned_router_counts_truncated_answers_as_losses_but_not_failed_calls():
+    router = get_router("learned", TEACHERS, warmup=0, explore=0.0)
+    p = prompt("en")
+
+    def gen(teacher, **kw):
+        return Generation(prompt_id=p.id, teacher=teacher, model=teacher, **kw)
+
+    truncated = (
+        Candidate(gen("a", text="long", finish_reason="length")),
+        Candidate(gen("b", text="fine", finish_reason="stop"), 0.4),
+    )
+    failed = (
+        Candidate(gen("c", error="RateLimitError")),
+        Candidate(gen("b", text="fine", finish_reason="stop"), 0.4),
+    )
+    router.update([Outcome(p, truncated, "b"), Outcome(p, failed, "b")])
+    compared = router.state()["comparisons"]["en/math"]
+    assert {t: n for t, n in compared.items() if n} == {"a": 1, "b": 1}

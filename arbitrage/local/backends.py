@@ -1,0 +1,339 @@
+"""Running a bundled model: transformers (default) or llama-cpp-python (faster, optional).
+
+The transformers backend dequantises the GGUF file once (~25 s) and keeps an fp32
+safetensors copy in the cache, so later loads take ~3 s. Sampling is seeded with
+``torch.manual_seed``: results are reproducible for the same seed and the same
+batch (a batch is padded, so its composition changes the numbers slightly).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from arbitrage.errors import ConfigError, ModelNotAvailable
+from arbitrage.local.models import ModelSpec, cache_dir, gguf_path
+
+Messages = Sequence[dict[str, str]]
+
+#: Where a base model's answer ends: it starts the next question, or a blank line.
+BASE_STOPS = ("\nQuestion:", "\n\n")
+
+# One generation at a time in the process: one already keeps the CPU busy, and
+# torch's RNG is global, so this is also what makes seeded sampling reproducible.
+_GENERATE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """One completion: its text, why it ended (``stop`` or ``length``) and its token counts."""
+
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def base_prompt(messages: Messages) -> str:
+    """A completion-style frame for base models: system text, then Question/Answer turns."""
+    lines = []
+    for message in messages:
+        role, content = message.get("role", "user"), message.get("content", "").strip()
+        if role == "system":
+            lines.append(content)
+        elif role == "assistant":
+            lines.append(f"Answer: {content}")
+        else:
+            lines.append(f"Question: {content}")
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def _cut_at_stop(text: str) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in BASE_STOPS) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _normalise(scores: dict[str, float]) -> dict[str, float]:
+    total = sum(scores.values())
+    if total <= 0:
+        return {k: 1 / len(scores) for k in scores}
+    return {k: v / total for k, v in scores.items()}
+
+
+class LocalModel(ABC):
+    """A loaded local model. ``batch_sizes`` records the size of every generated batch."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.batch_sizes: list[int] = []
+
+    @abstractmethod
+    def generate_batch(
+        self,
+        conversations: Sequence[Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> list[LocalResult]:
+        """Answer each conversation; ``temperature <= 0`` is greedy decoding."""
+
+    @abstractmethod
+    def option_probs(
+        self, conversations: Sequence[Messages], options: Sequence[str] = ("Yes", "No")
+    ) -> list[dict[str, float]]:
+        """For each conversation, the probability of each option as the reply's first token,
+        normalised over ``options``."""
+
+
+class TransformersModel(LocalModel):
+    """A bundled model in transformers, fp32 on CPU, batched with left padding."""
+
+    def __init__(self, spec: ModelSpec, tokenizer: Any, model: Any) -> None:
+        super().__init__(spec)
+        self.tokenizer = tokenizer
+        self.model = model
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        self._end_ids = {i for i in eos_ids if i is not None}
+
+    @classmethod
+    def load(cls, spec: ModelSpec) -> TransformersModel:
+        """Load from the safetensors cache, converting the GGUF file into it first if needed."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        target = cache_dir(spec)
+        if not target.is_dir():
+            convert(spec, target)
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+        return cls(spec, tokenizer, model)
+
+    def _encode(self, conversations: Sequence[Messages]) -> Any:
+        if self.spec.kind == "chat":
+            prompts = [
+                self.tokenizer.apply_chat_template(
+                    list(m), tokenize=False, add_generation_prompt=True
+                )
+                for m in conversations
+            ]
+        else:
+            prompts = [base_prompt(m) for m in conversations]
+        # A chat template writes its own special tokens; a base prompt needs <bos>.
+        return self.tokenizer(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=self.spec.kind == "base",
+        )
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> list[LocalResult]:
+        import torch
+        from transformers import GenerationConfig
+
+        if not conversations:
+            return []
+        config = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_k=0 if temperature > 0 else None,
+            top_p=1.0 if temperature > 0 else None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=sorted(self._end_ids),
+            bos_token_id=self.model.generation_config.bos_token_id,
+            stop_strings=list(BASE_STOPS) if self.spec.kind == "base" else None,
+        )
+        enc = self._encode(conversations)
+        with _GENERATE_LOCK, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
+            self.batch_sizes.append(len(conversations))
+        prompt_len = enc["input_ids"].shape[1]
+        end_ids = self._end_ids | {self.tokenizer.pad_token_id}
+        results = []
+        for row, mask in zip(out, enc["attention_mask"], strict=True):
+            generated = row[prompt_len:].tolist()
+            ended = next((i for i, t in enumerate(generated) if t in end_ids), None)
+            n = len(generated) if ended is None else ended
+            text = self.tokenizer.decode(generated[:n], skip_special_tokens=True)
+            stopped = ended is not None
+            if self.spec.kind == "base":
+                text, cut = _cut_at_stop(text)
+                stopped = stopped or cut
+            results.append(
+                LocalResult(
+                    text=text.strip(),
+                    finish_reason="stop" if stopped else "length",
+                    prompt_tokens=int(mask.sum()),
+                    completion_tokens=n + (ended is not None),
+                )
+            )
+        return results
+
+    def option_probs(
+        self, conversations: Sequence[Messages], options: Sequence[str] = ("Yes", "No")
+    ) -> list[dict[str, float]]:
+        import torch
+
+        if not conversations:
+            return []
+        # After "Answer:" a base model writes " Yes"; after a chat header, "Yes".
+        prefix = " " if self.spec.kind == "base" else ""
+        ids = [self.tokenizer.encode(prefix + o, add_special_tokens=False)[0] for o in options]
+        enc = self._encode(conversations)
+        # Left padding: positions must start at each row's first real token.
+        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        with _GENERATE_LOCK, torch.inference_mode():
+            logits = self.model(**enc, position_ids=positions, use_cache=False).logits[:, -1, :]
+        probs = torch.softmax(logits[:, ids].float(), dim=-1)
+        return [dict(zip(options, row.tolist(), strict=True)) for row in probs]
+
+
+def convert(spec: ModelSpec, target: Path) -> None:
+    """Dequantise ``spec``'s verified GGUF file into an fp32 safetensors dir at ``target``.
+
+    The dir is written under a temporary name and renamed into place, so a killed
+    conversion never leaves a half-written cache.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = gguf_path(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cache is not
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        # transformers refuses to save a model loaded from GGUF ("not serializable")
+        # because it still carries the GGUF quantizer; the weights are already plain
+        # fp32, so dropping the quantizer and its config entry gives an ordinary model.
+        model.hf_quantizer = None  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # not another process finishing first: a real failure
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class LlamaCppModel(LocalModel):
+    """A bundled model in llama-cpp-python, straight from the GGUF file (no batching)."""
+
+    def __init__(self, spec: ModelSpec, n_ctx: int = 4096) -> None:
+        super().__init__(spec)
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(gguf_path(spec)), n_ctx=n_ctx, verbose=False)
+        self._lock = threading.Lock()
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Messages],
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        seed: int | None = None,
+    ) -> list[LocalResult]:
+        results = []
+        with self._lock:
+            self.batch_sizes.append(len(conversations))
+            for messages in conversations:
+                params: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
+                if seed is not None:
+                    params["seed"] = seed
+                if self.spec.kind == "chat":
+                    reply = self.llm.create_chat_completion(messages=list(messages), **params)
+                    text = reply["choices"][0]["message"]["content"] or ""
+                else:
+                    prompt = base_prompt(messages)
+                    reply = self.llm.create_completion(prompt, stop=list(BASE_STOPS), **params)
+                    text = reply["choices"][0]["text"]
+                usage = reply["usage"]
+                finish: Literal["stop", "length"] = (
+                    "length" if reply["choices"][0]["finish_reason"] == "length" else "stop"
+                )
+                results.append(
+                    LocalResult(
+                        text.strip(), finish, usage["prompt_tokens"], usage["completion_tokens"]
+                    )
+                )
+        return results
+
+    def option_probs(
+        self, conversations: Sequence[Messages], options: Sequence[str] = ("Yes", "No")
+    ) -> list[dict[str, float]]:
+        import math
+
+        results = []
+        with self._lock:
+            for messages in conversations:
+                if self.spec.kind == "chat":
+                    reply = self.llm.create_chat_completion(
+                        messages=list(messages),
+                        max_tokens=1,
+                        temperature=0.0,
+                        logprobs=True,
+                        top_logprobs=20,
+                    )
+                    top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+                    pairs = [(t["token"], t["logprob"]) for t in top]
+                else:
+                    reply = self.llm.create_completion(
+                        base_prompt(messages), max_tokens=1, temperature=0.0, logprobs=20
+                    )
+                    pairs = list(reply["choices"][0]["logprobs"]["top_logprobs"][0].items())
+                scores = dict.fromkeys(options, 0.0)
+                for token, logprob in pairs:
+                    if token.strip() in scores:
+                        scores[token.strip()] += math.exp(logprob)
+                results.append(_normalise(scores))
+        return results
+
+
+def load_backend(spec: ModelSpec) -> LocalModel:
+    """Load ``spec`` with the backend chosen by ``ARBITRAGE_LOCAL_BACKEND``.
+
+    ``auto`` (the default) uses llama-cpp-python when it is importable, else
+    transformers; ``transformers`` and ``llama_cpp`` force one.
+    """
+    choice = os.environ.get("ARBITRAGE_LOCAL_BACKEND", "auto")
+    if choice not in ("auto", "transformers", "llama_cpp"):
+        raise ConfigError(
+            f"ARBITRAGE_LOCAL_BACKEND must be auto, transformers or llama_cpp, got {choice!r}"
+        )
+    has_llama_cpp = importlib.util.find_spec("llama_cpp") is not None
+    if choice == "llama_cpp" and not has_llama_cpp:
+        raise ModelNotAvailable(
+            'ARBITRAGE_LOCAL_BACKEND=llama_cpp needs: pip install "data-arbitrage[llamacpp]"'
+        )
+    if choice == "llama_cpp" or (choice == "auto" and has_llama_cpp):
+        return LlamaCppModel(spec)
+    return TransformersModel.load(spec)
