@@ -22,7 +22,7 @@ from tenacity import (
 from arbitrage.config import TeacherConfig
 from arbitrage.errors import ConfigError
 from arbitrage.llm import CompletionFn, completion_fn, retryable_errors, scrub
-from arbitrage.records import Generation, Prompt, Usage
+from arbitrage.records import Generation, Prompt, Usage, content_id
 
 
 class Teacher:
@@ -55,9 +55,13 @@ class Teacher:
         return key
 
     def request(
-        self, messages: list[dict[str, str]], *, max_tokens: int | None = None
+        self, messages: list[dict[str, str]], *, max_tokens: int | None = None, key: str = ""
     ) -> dict[str, Any]:
-        """The keyword arguments of the litellm call (without the API key)."""
+        """The keyword arguments of the litellm call (without the API key).
+
+        ``seed`` is derived from ``key`` (the prompt id) and the teacher name, so a
+        rerun asks for the same sample; providers without a seed ignore it.
+        """
         cfg = self.config
         kwargs: dict[str, Any] = {
             "model": cfg.model,
@@ -65,6 +69,7 @@ class Teacher:
             "temperature": cfg.temperature,
             "max_tokens": max_tokens or cfg.max_tokens,
             "timeout": cfg.timeout_s,
+            "seed": int(content_id(key, self.name, length=8), 16) % 2**31,
             **cfg.params,
         }
         if cfg.api_base:
@@ -79,7 +84,7 @@ class Teacher:
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
         fn = self._completion_fn or completion_fn(self.config.model)
         key = self._api_key()
-        kwargs = self.request(messages, max_tokens=max_tokens)
+        kwargs = self.request(messages, max_tokens=max_tokens, key=prompt_id)
         if key is not None:
             kwargs["api_key"] = key
         start = time.perf_counter()

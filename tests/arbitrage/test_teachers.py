@@ -32,6 +32,8 @@ def test_generation_carries_text_usage_and_latency(stub_server):
     assert gen.prompt_id == PROMPT.id and gen.latency_s > 0
     body = stub_server.requests[-1]
     assert body["max_tokens"] == 512 and body["temperature"] == 0.7
+    asyncio.run(teacher(stub_server.url).agenerate(PROMPT))
+    assert stub_server.requests[-1]["seed"] == body["seed"]  # a rerun asks for the same sample
 
 
 def test_max_concurrency_bounds_calls_in_flight(stub_server):
