@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from stub_server import StubServer
 
+# Nothing phones home: no price map fetch, no Hugging Face Hub calls.
 OFFLINE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else litellm fetches its price map at import
     "HF_HUB_OFFLINE": "1",
@@ -16,13 +18,9 @@ OFFLINE_ENV = {
 }
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _offline_env() -> Iterator[None]:
-    """Nothing phones home: no price map fetch, no Hugging Face Hub calls."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in OFFLINE_ENV.items():
-            mp.setenv(key, value)
-        yield
+# Set at import, before any test module imports datasets / huggingface_hub / litellm:
+# those read these variables once, when they are imported.
+os.environ.update(OFFLINE_ENV)
 
 
 @pytest.fixture(scope="session")
