@@ -1,0 +1,134 @@
+"""Replay a fully scored run under any router: quality, cost and regret without new calls.
+
+A run routed with ``reward`` (every teacher answered every prompt, every answer
+scored) holds the answer to "what if we had routed differently?". ``replay``
+feeds its prompts to a router in order, reveals only the answers of the teachers
+the router chose, keeps the best of those, and lets the router learn from them.
+
+Metrics per router: mean reward (an unusable answer counts 0), win rate against
+the best single teacher (ties count half), regret against the oracle (best of
+all teachers per prompt), generations per prompt and cost. ``apgr`` generalises
+RouteLLM's APGR to N teachers: the area under the quality-vs-generations curve
+between 1 and N generations per prompt, with quality scaled so that the best
+single teacher is 0 and the oracle is 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from arbitrage.errors import DataError
+from arbitrage.records import Outcome, pick_winner
+from routers.base import Router
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One router's replay over a scored run."""
+
+    router: str
+    mean_reward: float
+    win_rate_vs_best_single: float
+    regret: float
+    generations_per_prompt: float
+    cost_usd: float
+    prompts: int
+
+
+def _value(outcome: Outcome, teachers: Sequence[str]) -> float:
+    chosen = tuple(c for c in outcome.candidates if c.teacher in teachers)
+    winner = pick_winner(chosen, list(teachers))
+    if winner is None:
+        return 0.0
+    return float(next(c.reward for c in chosen if c.teacher == winner) or 0.0)
+
+
+def fully_scored(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> list[Outcome]:
+    """The outcomes in which every teacher answered (errors excluded); raises if none."""
+    full = [
+        o
+        for o in outcomes
+        if {c.teacher for c in o.candidates if c.generation.status != "error"} >= set(teachers)
+    ]
+    if not full:
+        raise DataError(
+            "no prompt was answered by every teacher: replay needs a run routed with 'reward'"
+        )
+    return full
+
+
+def replay(
+    router: Router, outcomes: Sequence[Outcome], *, batch_size: int = 16, name: str | None = None
+) -> Replay:
+    """Route ``outcomes``' prompts with ``router``, revealing only the chosen answers."""
+    teachers = router.teachers
+    best_single = max(teachers, key=lambda t: sum(_value(o, [t]) for o in outcomes))
+    total = wins = regret = cost = 0.0
+    generations = 0
+    for start in range(0, len(outcomes), batch_size):
+        batch = outcomes[start : start + batch_size]
+        routes = router.check(router.route([o.prompt for o in batch]), [o.prompt for o in batch])
+        seen = []
+        for outcome, route in zip(batch, routes, strict=True):
+            chosen = set(route.teachers)
+            cands = tuple(c for c in outcome.candidates if c.teacher in chosen)
+            value = _value(outcome, route.teachers)
+            single = _value(outcome, [best_single])
+            total += value
+            wins += 1.0 if value > single else 0.5 if value == single else 0.0
+            regret += _value(outcome, teachers) - value
+            generations += len(cands)
+            cost += sum(c.generation.cost_usd for c in cands)
+            seen.append(Outcome(outcome.prompt, cands, pick_winner(cands, teachers), route.reason))
+        router.update(seen)
+    n = len(outcomes)
+    return Replay(
+        router=name or router.name,
+        mean_reward=total / n,
+        win_rate_vs_best_single=wins / n,
+        regret=regret / n,
+        generations_per_prompt=generations / n,
+        cost_usd=cost,
+        prompts=n,
+    )
+
+
+def apgr(curve: Sequence[tuple[float, float]], best_single: float, oracle: float, n: int) -> float:
+    """Area under the scaled quality-vs-generations curve on [1, n] (0 = best single, 1 = oracle).
+
+    ``curve`` is (generations per prompt, mean reward) points; between points the
+    curve is linear, outside them it is flat at the nearest point.
+    """
+    if oracle <= best_single or n <= 1:
+        return 1.0
+    points = sorted(curve)
+    grid = [1.0 + (n - 1.0) * i / 200 for i in range(201)]
+
+    def at(x: float) -> float:
+        if x <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
+            if x0 <= x <= x1:
+                return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return points[-1][1]
+
+    scaled = [min(1.0, max(0.0, (at(x) - best_single) / (oracle - best_single))) for x in grid]
+    area = sum((a + b) / 2 for a, b in itertools.pairwise(scaled)) / (len(grid) - 1)
+    return area
+
+
+def baselines(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, float]:
+    """Mean reward of each single teacher and of the oracle."""
+    n = len(outcomes)
+    values = {t: sum(_value(o, [t]) for o in outcomes) / n for t in teachers}
+    values["oracle"] = sum(_value(o, teachers) for o in outcomes) / n
+    return values
+
+
+def quality_cost_curve(
+    make_router: Callable[[float], Router], outcomes: Sequence[Outcome], budgets: Sequence[float]
+) -> list[Replay]:
+    """Replays of a budgeted router at each budget (for the quality-vs-cost plot)."""
+    return [replay(make_router(b), outcomes, name=f"budget {b:g}") for b in budgets]
