@@ -27,6 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--n-prompts", type=int, help="override pool.n_prompts")
     run.add_argument("--seed", type=int, help="override seed")
     sub.add_parser("default-config", help="print the embedded default config as YAML")
+    ev = sub.add_parser(
+        "eval-routers", help="replay routers on a reward-routed run: quality vs cost"
+    )
+    ev.add_argument("run_dir")
+    ev.add_argument("--embedding", action="store_true", help="also cross-fit the embedding router")
+    tr = sub.add_parser("train-router", help="fit the embedding router on a reward-routed run")
+    tr.add_argument("run_dir")
+    tr.add_argument("--out", help="where to save it (default: RUN_DIR/router)")
+    tr.add_argument(
+        "--model", default="bundled", help="sentence-transformers model (default: bundled)"
+    )
+    tr.add_argument("--k", type=int, default=15, help="neighbours per prompt")
     return parser
 
 
@@ -101,6 +113,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_routers(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from arbitrage.router_eval import eval_routers, table
+
+    result, png = eval_routers(args.run_dir, embedding=args.embedding)
+    console = Console()
+    console.print(table(result))
+    console.print(f"plot: {png}, numbers: {png.with_suffix('.json')}")
+    return 0
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    from arbitrage.router_eval import train_router
+
+    path = train_router(args.run_dir, args.out, model=args.model, k=args.k)
+    print(f"saved: {path}  (use: router: {{name: embedding, params: {{path: {path}}}}})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``arbitrage`` console script."""
     args = _parser().parse_args(argv)
@@ -110,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "eval-routers":
+            return _eval_routers(args)
+        if args.command == "train-router":
+            return _train_router(args)
         if args.command == "default-config":
             from importlib.resources import files
 

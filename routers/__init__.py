@@ -1,6 +1,7 @@
 """Routers decide which teachers answer each prompt.
 
-Built-in: ``random``, ``fixed``, ``reward`` (the oracle), ``learned`` and ``bandit``. A
+Built-in: ``random``, ``fixed``, ``reward`` (the oracle), ``learned``, ``bandit`` and
+``embedding`` (trained offline). A
 third-party package adds its own under the entry-point group
 ``arbitrage.routers``; ``register`` adds one at run time.
 """
@@ -25,6 +26,7 @@ ROUTERS: dict[str, str | type[Router]] = {
     "reward": "routers.reward:RewardRouter",
     "learned": "routers.learned:LearnedRouter",
     "bandit": "routers.bandit:BanditRouter",
+    "embedding": "routers.embedding:EmbeddingRouter",
 }
 
 
