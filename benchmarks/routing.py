@@ -110,24 +110,11 @@ def main() -> None:
     )
 
     if args.plot:
-        import matplotlib
+        from arbitrage.router_eval import evaluate_routers, plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        for i, curve in enumerate(curves):
-            xs, ys = zip(*curve, strict=True)
-            ax.plot(xs, ys, marker="o", alpha=0.7, label=f"bandit, pool {i}")
-        ax.set_xlabel("generations per prompt")
-        ax.set_ylabel("mean reward")
-        ax.set_title("Quality vs cost: bandit router at growing budgets")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(args.plot)
-        console.print(f"plot: {args.plot}")
+        plot(evaluate_routers(pools[0], teachers), args.plot)
+        console.print(f"plot (pool 0): {args.plot}")
 
 
 if __name__ == "__main__":
