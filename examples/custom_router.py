@@ -21,7 +21,13 @@ class ByLength(Router):
     name = "by_length"
 
     def __init__(
-        self, teachers: Sequence[str], *, seed: int = 0, strong: str, cheap: str, max_words: int = 40
+        self,
+        teachers: Sequence[str],
+        *,
+        seed: int = 0,
+        strong: str,
+        cheap: str,
+        max_words: int = 40,
     ) -> None:
         super().__init__(teachers, seed=seed)
         self.strong, self.cheap, self.max_words = strong, cheap, max_words
@@ -36,6 +42,9 @@ class ByLength(Router):
 if __name__ == "__main__":
     register("by_length", ByLength)  # what the entry point does for an installed package
     router = get_router("by_length", ["gpt", "mini"], strong="gpt", cheap="mini", max_words=5)
-    prompts = [Prompt("Name a river.", "en", "open_qa"), Prompt("Explain " + "why " * 10, "en", "open_qa")]
+    prompts = [
+        Prompt("Name a river.", "en", "open_qa"),
+        Prompt("Explain " + "why " * 10, "en", "open_qa"),
+    ]
     for prompt, route in zip(prompts, router.route(prompts), strict=True):
         print(route.teachers, prompt.text[:30])

@@ -8,14 +8,11 @@ third-party package adds its own under the entry-point group
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from arbitrage.config import closest_hint
-from arbitrage.errors import ConfigError
+from arbitrage.registry import check_params, lookup
 from routers.base import Route, Router
 
 ENTRY_POINT_GROUP = "arbitrage.routers"
@@ -43,35 +40,10 @@ def available() -> dict[str, str | type[Router]]:
     return {**found, **ROUTERS}
 
 
-def _resolve(ref: str | type[Router]) -> type[Router]:
-    if not isinstance(ref, str):
-        return ref
-    module, _, attr = ref.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Router)):
-        raise ConfigError(f"{ref} is not a Router subclass")
-    return cls
-
-
 def get_router(name: str, teachers: Sequence[str], *, seed: int = 0, **params: Any) -> Router:
     """Build the router called ``name``; unknown names and params are ``ConfigError``s."""
-    known = available()
-    if name not in known:
-        raise ConfigError(
-            f"unknown router {name!r}{closest_hint(name, known)}; "
-            f"routers: {', '.join(sorted(known))}"
-        )
-    cls = _resolve(known[name])
-    accepted = [
-        p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.kind == p.KEYWORD_ONLY
-    ]
-    for key in params:
-        if key not in accepted:
-            raise ConfigError(
-                f"unknown param {key!r} for router {name!r}{closest_hint(key, accepted)}"
-            )
+    cls = lookup(name, available(), Router, "router")
+    check_params(cls, params, f"router {name!r}", skip=2)
     return cls(teachers, seed=seed, **params)
 
 
