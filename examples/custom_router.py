@@ -1,7 +1,6 @@
 """A custom router in a few lines: cheapest teacher for short prompts, a strong one for the rest.
 
-Use it from Python (below), or from YAML after registering it under the entry-point
-group ``arbitrage.routers`` in your package's pyproject.toml:
+Use it from Python (below), or from YAML once your package registers it in pyproject.toml:
 
     [project.entry-points."arbitrage.routers"]
     by_length = "my_package.routers:ByLength"
