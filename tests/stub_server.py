@@ -205,3 +205,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
+
+
+def stub_config(
+    out: str, url: str, teachers: tuple[str, ...] = ("alpha", "beta"), **overrides: Any
+) -> dict[str, Any]:
+    """A run config whose teachers and judge (model ``judge``) are served by the stub at ``url``.
+
+    Every model reads its key from ``STUB_KEY``; ``overrides`` replace top-level keys.
+    """
+    config: dict[str, Any] = {
+        "out": out,
+        "seed": 1,
+        "pool": {"n_prompts": 24, "languages": ["en", "fr"], "tasks": ["open_qa", "math"]},
+        "teachers": [
+            {"name": t, "model": f"openai/{t}", "api_base": url, "api_key_env": "STUB_KEY"}
+            for t in teachers
+        ],
+        "reward": {
+            "kind": "judge",
+            "model": "openai/judge",
+            "api_base": url,
+            "api_key_env": "STUB_KEY",
+        },
+        "router": {"name": "reward"},
+    }
+    config.update(overrides)
+    return config

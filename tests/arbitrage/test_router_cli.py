@@ -5,6 +5,7 @@ import re
 
 import pytest
 import yaml
+from stub_server import stub_config
 
 from arbitrage.cli import main
 
@@ -21,22 +22,8 @@ def scored_run(tmp_path, stub_server, monkeypatch):
     stub_server.set_handler("alpha", lambda m: "ALPHA: " + m[-1]["content"][:40])
     stub_server.set_handler("beta", lambda m: "BETA: " + m[-1]["content"][:40])
     stub_server.set_handler("judge", judge)
-    url = stub_server.url
-    config = {
-        "out": str(tmp_path / "run"),
-        "pool": {"n_prompts": 40, "languages": ["en", "fr"], "tasks": ["open_qa", "math"]},
-        "teachers": [
-            {"name": "alpha", "model": "openai/alpha", "api_base": url, "api_key_env": "STUB_KEY"},
-            {"name": "beta", "model": "openai/beta", "api_base": url, "api_key_env": "STUB_KEY"},
-        ],
-        "reward": {
-            "kind": "judge",
-            "model": "openai/judge",
-            "api_base": url,
-            "api_key_env": "STUB_KEY",
-        },
-        "router": {"name": "reward"},
-    }
+    pool = {"n_prompts": 40, "languages": ["en", "fr"], "tasks": ["open_qa", "math"]}
+    config = stub_config(str(tmp_path / "run"), stub_server.url, pool=pool)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("STUB_KEY", "sk-test")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from datasets import load_from_disk
-from stub_server import Reply
+from stub_server import Reply, stub_config
 from trl.data_utils import is_conversational
 
 from arbitrage.cli import main
@@ -25,23 +25,12 @@ def judge(messages):
 
 
 def write_config(tmp_path: Path, url: str, **overrides) -> Path:
-    config = {
-        "out": str(tmp_path / "run"),
-        "seed": 1,
-        "batch_size": 6,
-        "pool": {"n_prompts": 24, "languages": ["en", "fr"], "tasks": ["open_qa", "math"]},
-        "teachers": [
-            {"name": "alpha", "model": "openai/alpha", "api_base": url, "api_key_env": "STUB_KEY"},
-            {"name": "beta", "model": "openai/beta", "api_base": url, "api_key_env": "STUB_KEY"},
-        ],
-        "reward": {
-            "kind": "judge",
-            "model": "openai/judge",
-            "api_base": url,
-            "api_key_env": "STUB_KEY",
-        },
-        "router": {"name": "learned", "params": {"warmup": 6, "explore": 0.0}},
-    }
+    config = stub_config(
+        str(tmp_path / "run"),
+        url,
+        batch_size=6,
+        router={"name": "learned", "params": {"warmup": 6, "explore": 0.0}},
+    )
     config.update(overrides)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

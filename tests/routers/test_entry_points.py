@@ -51,27 +51,19 @@ def test_entry_point_router_from_yaml_config(installed_plugin, tmp_path, stub_se
     import json
 
     import yaml
+    from stub_server import stub_config
 
     from arbitrage.cli import main
 
     monkeypatch.setenv("STUB_KEY", "sk-test")
-    url = stub_server.url
     stub_server.set_handler("judge", lambda m: "Score: 7")
-    config = {
-        "out": str(tmp_path / "run"),
-        "pool": {"n_prompts": 4, "languages": ["en"], "tasks": ["math"]},
-        "teachers": [
-            {"name": "a", "model": "openai/a", "api_base": url, "api_key_env": "STUB_KEY"},
-            {"name": "b", "model": "openai/b", "api_base": url, "api_key_env": "STUB_KEY"},
-        ],
-        "reward": {
-            "kind": "judge",
-            "model": "openai/judge",
-            "api_base": url,
-            "api_key_env": "STUB_KEY",
-        },
-        "router": {"name": "last_teacher", "params": {"repeat": 3}},
-    }
+    config = stub_config(
+        str(tmp_path / "run"),
+        stub_server.url,
+        teachers=("a", "b"),
+        pool={"n_prompts": 4, "languages": ["en"], "tasks": ["math"]},
+        router={"name": "last_teacher", "params": {"repeat": 3}},
+    )
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["run", str(path)]) == 0
