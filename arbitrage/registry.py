@@ -13,7 +13,7 @@ from arbitrage.errors import ConfigError
 T = TypeVar("T")
 
 
-def lookup(name: str, known: Mapping[str, str | type[T]], base: type[T], what: str) -> type[T]:
+def lookup(name: str, known: Mapping[str, str | type[T]], base: type, what: str) -> type[T]:
     """The class registered as ``name`` (a class, or ``"module:attr"`` imported on demand)."""
     if name not in known:
         raise ConfigError(
@@ -30,14 +30,14 @@ def lookup(name: str, known: Mapping[str, str | type[T]], base: type[T], what: s
         raise ConfigError(f"{what} {name!r}: cannot import {ref} ({exc})") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{what} {name!r}: {ref} is not a {base.__name__} subclass")
-    return cls
+    return cls  # type: ignore[return-value]
 
 
 def check_params(cls: type, params: Mapping[str, Any], what: str, *, skip: int = 1) -> None:
     """Reject a param the constructor does not take, naming the closest one it does."""
     accepted = [
         p.name
-        for p in list(inspect.signature(cls.__init__).parameters.values())[skip:]
+        for p in list(inspect.signature(cls).parameters.values())[skip - 1 :]
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "seed"
     ]
     for key in params:
