@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--n-prompts", type=int, help="override pool.n_prompts")
     run.add_argument("--seed", type=int, help="override seed")
     sub.add_parser("default-config", help="print the embedded default config as YAML")
+    rf = sub.add_parser("retry-failed", help="re-request only the failed calls of a run")
+    rf.add_argument("run_dir")
+    est = sub.add_parser("estimate", help="estimate a config's cost per teacher (calls no model)")
+    est.add_argument("config", nargs="?", help="YAML config; omit for the embedded default")
+    est.add_argument("--n-prompts", type=int, help="override pool.n_prompts")
     ev = sub.add_parser(
         "eval-routers", help="replay routers on a reward-routed run: quality vs cost"
     )
@@ -39,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         "--model", default="bundled", help="sentence-transformers model (default: bundled)"
     )
     tr.add_argument("--k", type=int, default=15, help="neighbours per prompt")
+    rep = sub.add_parser(
+        "report", help="tables, figures and an HTML page for a run directory (rebuilt from it)"
+    )
+    rep.add_argument("run_dir")
     return parser
 
 
@@ -73,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from arbitrage.report import teachers_table, wins_table
+    from arbitrage.report import mixture_table, teachers_table, wins_table
+    from arbitrage.report_files import mixture_counts
     from arbitrage.run import arun_config
 
     console = Console(stderr=True)
@@ -107,9 +117,31 @@ def _run(args: argparse.Namespace) -> int:
         f"({summary['generations_per_prompt']} generations per prompt, "
         f"${summary['cost_usd']:.4f}) in {result.elapsed_s:.0f} s"
     )
+    mixture = mixture_counts(config.out)
+    out.print(mixture_table(mixture))
     out.print(
-        f"dataset: {config.out}/dataset (datasets.load_from_disk), report: {config.out}/report.json"
+        f"dataset: {config.out}/dataset (datasets.load_from_disk), "
+        f"pairs: {config.out}/preference, card: {config.out}/README.md, "
+        f"report: {config.out}/report.html"
     )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from arbitrage.report import mixture_table, teachers_table, text_table, wins_table
+    from arbitrage.report_files import report_run
+
+    report, _ = report_run(args.run_dir)
+    out = Console()
+    for table in (wins_table, teachers_table):
+        out.print(table(report.summary))
+    out.print(mixture_table(report.summary["mixture"]))
+    out.print(text_table(report.summary["text"]))
+    figures = ", ".join(str(p) for k, p in report.paths.items() if p.suffix == ".png")
+    out.print(f"report: {report.paths['html']}  figures: {figures}")
+    out.print(f"written in {report.summary['report_s']:.1f} s")
     return 0
 
 
@@ -122,6 +154,37 @@ def _eval_routers(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table(result))
     console.print(f"plot: {png}, numbers: {png.with_suffix('.json')}")
+    return 0
+
+
+def _retry_failed(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from arbitrage.engine.retry import aretry_failed
+
+    retried, result = asyncio.run(aretry_failed(args.run_dir))
+    if result is None:
+        print(f"{args.run_dir}: no failed calls to retry")
+        return 0
+    failing = sum(
+        any(c.generation.status == "error" for c in o.candidates) for o in result.outcomes
+    )
+    print(f"retried {retried} prompts; {failing} still have a failed call; outputs rebuilt")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from arbitrage.config import default_config, load_config, parse_config
+    from arbitrage.engine.estimate import estimate, estimate_table
+
+    config = load_config(args.config) if args.config else default_config()
+    if args.n_prompts is not None:
+        data = config.public_dict()
+        data["pool"]["n_prompts"] = args.n_prompts
+        config = parse_config(data)
+    Console().print(estimate_table(estimate(config)))
     return 0
 
 
@@ -142,10 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "retry-failed":
+            return _retry_failed(args)
+        if args.command == "estimate":
+            return _estimate(args)
         if args.command == "eval-routers":
             return _eval_routers(args)
         if args.command == "train-router":
             return _train_router(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "default-config":
             from importlib.resources import files
 

@@ -8,6 +8,7 @@ teachers name the *environment variable* that holds their API key.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from arbitrage.errors import ConfigError
 from arbitrage.languages import check_code
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def closest_hint(key: str, valid: Iterable[str]) -> str:
@@ -86,6 +89,10 @@ class TeacherConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    input_cost_per_mtok: float | None = Field(None, ge=0)
+    output_cost_per_mtok: float | None = Field(None, ge=0)
 
     @field_validator("api_key_env")
     @classmethod
@@ -114,6 +121,81 @@ class RouterConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class CacheConfig(_Strict):
+    """The durable call cache: ``path`` defaults to ``<out>/cache.sqlite``."""
+
+    enabled: bool = True
+    path: str | None = None
+
+
+class BreakerConfig(_Strict):
+    """Circuit breaker: ``failures`` retryable failures in a row open a teacher."""
+
+    failures: int = Field(5, ge=1)
+    cooldown_s: float = Field(60.0, gt=0)
+
+
+class DedupConfig(_Strict):
+    """Near-duplicate removal (MinHash over character 5-grams, within each language)."""
+
+    prompts: bool = True
+    answers: bool = True
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    min_chars: int = Field(50, ge=0)
+
+
+class PreferenceConfig(_Strict):
+    """Chosen/rejected pairs for DPO: a prompt's highest- vs lowest-reward answer."""
+
+    enabled: bool = True
+    min_margin: float = Field(0.1, ge=0.0)
+
+
+class MixtureConfig(_Strict):
+    """From scored outcomes to training data: filters, quotas, pairs, publishing.
+
+    ``per_language`` / ``per_task`` cap the rows of a language / task (missing ones
+    are uncapped); ``max_share_per_teacher`` caps any teacher's share of the rows.
+    ``push_to_hub`` is a Hub repo id (``owner/name``) or ``null``.
+    """
+
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(None, ge=1)
+    drop_refusals: bool = True
+    drop_boilerplate: bool = True
+    min_language_fidelity: float | None = Field(None, ge=0.0, le=1.0)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    max_share_per_teacher: float = Field(1.0, gt=0.0, le=1.0)
+    per_language: dict[str, int] = Field(default_factory=dict)
+    per_task: dict[str, int] = Field(default_factory=dict)
+    preference_pairs: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    push_to_hub: str | None = None
+    private: bool = True
+
+    @field_validator("per_language", "per_task")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, n in value.items():
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"the cap for {key!r} must be an integer >= 0 (got {n!r})")
+        return value
+
+    @field_validator("push_to_hub")
+    @classmethod
+    def _repo_id(cls, value: str | None) -> str | None:
+        if value is not None and not _REPO_ID.match(value):
+            raise ValueError("must be a Hub dataset repo id such as 'my-org/my-mixture'")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MixtureConfig:
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise ValueError(
+                f"max_chars ({self.max_chars}) is smaller than min_chars ({self.min_chars})"
+            )
+        return self
+
+
 class RunConfig(_Strict):
     """A whole run."""
 
@@ -124,6 +206,10 @@ class RunConfig(_Strict):
     teachers: list[TeacherConfig] = Field(min_length=1)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    budget_usd: float | None = Field(None, gt=0)
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig)
 
     @model_validator(mode="after")
     def _names(self) -> RunConfig:
@@ -137,7 +223,25 @@ class RunConfig(_Strict):
                 f"pool.writer {writer!r} is neither 'template' nor a teacher name "
                 f"({', '.join(names)})"
             )
+        self._check_mixture(names)
         return self
+
+    def _check_mixture(self, names: list[str]) -> None:
+        mix = self.mixture
+        if mix.max_share_per_teacher * len(names) < 1:
+            raise ValueError(
+                f"mixture.max_share_per_teacher {mix.max_share_per_teacher} × {len(names)} "
+                "teachers is below 1: no mixture can satisfy it"
+            )
+        for key, valid in (("per_language", self.pool.languages), ("per_task", self.pool.tasks)):
+            if key == "per_language" and self.pool.prompts is not None:
+                continue  # ready prompts bring their own languages
+            for name in getattr(mix, key):
+                if name not in valid:
+                    raise ValueError(
+                        f"mixture.{key} names {name!r}, which is not in pool.{key[4:]}s"
+                        f"{closest_hint(name, valid)}"
+                    )
 
     def public_dict(self) -> dict[str, Any]:
         """The config as plain data (safe to write: it holds env var names, never keys)."""

@@ -4,10 +4,12 @@
     ├── ConfigError        bad config key or value (names the key)
     ├── DataError          persona / prompt source missing or malformed
     ├── TeacherError       a teacher call failed (teacher, prompt id, status)
+    │   └── TeacherUnavailable  the teacher's circuit breaker is open
     ├── RewardError        a reward model could not score
     ├── RoutingError       a router returned an unusable assignment
     ├── ModelNotAvailable  a local model's weights or backend are not installed
-    └── BudgetExceeded     the run would cross its budget
+    ├── BudgetExceeded     the run would cross its budget
+    └── NoTeacherAvailable every teacher's circuit breaker is open
 
 The CLI prints ``str(error)`` of any of these as one line and exits non-zero.
 """
@@ -50,6 +52,10 @@ class TeacherError(ArbitrageError):
         self.status_code = status_code
 
 
+class TeacherUnavailable(TeacherError):
+    """The teacher's circuit breaker is open: it takes no calls until its cooldown ends."""
+
+
 class RewardError(ArbitrageError):
     """A reward model failed to score a batch."""
 
@@ -64,3 +70,7 @@ class ModelNotAvailable(ArbitrageError):
 
 class BudgetExceeded(ArbitrageError):
     """Carrying on would spend more than the configured budget."""
+
+
+class NoTeacherAvailable(ArbitrageError):
+    """Every teacher's circuit breaker is open: the run stops, keeping what is done."""

@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arbitrage.errors import ConfigError, RewardError
+from arbitrage.errors import (
+    ArbitrageError,
+    ConfigError,
+    NoTeacherAvailable,
+    RewardError,
+    TeacherUnavailable,
+)
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from arbitrage.teachers import Teacher
 from reward.base import RewardModel, Score
@@ -140,18 +146,27 @@ class Arbitrage:
 
     async def _run_batch(self, batch: Sequence[Prompt]) -> list[Outcome]:
         routes = self.router.check(self.router.route(batch), batch)
-        jobs = [
-            (p, t) for p, r in zip(batch, routes, strict=True) for t in dict.fromkeys(r.teachers)
-        ]
+        assigned = {
+            p.id: list(dict.fromkeys(r.teachers)) for p, r in zip(batch, routes, strict=True)
+        }
+        jobs = [(p, t) for p in batch for t in list(assigned[p.id])]
         gen_bar = self._bar("  generating", len(jobs))
 
-        async def generate(prompt: Prompt, teacher: str) -> Generation:
-            gen = await self.teachers[teacher].agenerate(prompt)
+        async def generate(prompt: Prompt, teacher: str) -> Generation | None:
+            gen = await self._generate(prompt, teacher, assigned[prompt.id])
             if gen_bar is not None and self.progress is not None:
                 self.progress.advance(gen_bar)
             return gen
 
-        gens = await asyncio.gather(*(generate(p, t) for p, t in jobs))
+        tasks = [asyncio.ensure_future(generate(p, t)) for p, t in jobs]
+        try:
+            answered = await asyncio.gather(*tasks)
+        except ArbitrageError:
+            # Budget reached or every teacher down: the calls in flight are paid for, so
+            # let them land in the cache (calls not yet sent fail fast) before stopping.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        gens = [g for g in answered if g is not None]
         if gen_bar is not None and self.progress is not None:
             self.progress.remove_task(gen_bar)
         scores = await self._score(batch, gens)
@@ -165,6 +180,31 @@ class Arbitrage:
                 Outcome(prompt, cands, pick_winner(cands, self.order), routed_by=route.reason)
             )
         return outcomes
+
+    async def _generate(self, prompt: Prompt, teacher: str, route: list[str]) -> Generation | None:
+        """One teacher's answer; a teacher whose circuit is open is dropped from the route if
+        another of its teachers is up, else replaced by the next available teacher."""
+        while True:
+            if self.teachers[teacher].available():
+                try:
+                    return await self.teachers[teacher].agenerate(prompt)
+                except TeacherUnavailable:
+                    pass
+            self.teachers[teacher].stats.rerouted += 1
+            if any(self.teachers[t].available() for t in route if t != teacher):
+                route.remove(teacher)
+                return None
+            spare = next(
+                (t for t in self.order if t not in route and self.teachers[t].available()), None
+            )
+            if spare is None:
+                raise NoTeacherAvailable(
+                    "every teacher is out of rotation (circuit breakers open: "
+                    f"{', '.join(self.order)}); finished prompts are saved - "
+                    "rerun the same command later to resume"
+                )
+            route[route.index(teacher)] = spare
+            teacher = spare
 
     async def _score(self, batch: Sequence[Prompt], gens: Sequence[Generation]) -> list[Score]:
         prompts = {p.id: p for p in batch}

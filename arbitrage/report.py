@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -88,5 +90,109 @@ def teachers_table(summary: dict[str, Any]) -> Any:
             str(int(row["wins"])),
             str(int(row["tokens"])),
             f"{row['cost_usd']:.4f}",
+        )
+    return table
+
+
+def win_cells(outcomes: Sequence[Outcome], by: str = "language") -> dict[str, dict[str, list[int]]]:
+    """``{value of by: {teacher: [wins, contested]}}`` over contested prompts only.
+
+    A prompt is contested when two or more of its answers were scored; a prompt
+    routed to one teacher says nothing about who would have won, so it is left out.
+    """
+    cells: defaultdict[str, dict[str, list[int]]] = defaultdict(dict)
+    for outcome in outcomes:
+        scored = [c for c in outcome.candidates if c.reward is not None and c.generation.ok]
+        if len(scored) < 2:
+            continue
+        value = getattr(outcome.prompt, by)
+        for cand in scored:
+            cell = cells[value].setdefault(cand.teacher, [0, 0])
+            cell[0] += int(cand.teacher == outcome.winner)
+            cell[1] += 1
+    return dict(cells)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _text_stats(answers: Sequence[str]) -> dict[str, float]:
+    words = [_WORD.findall(a.lower()) for a in answers]
+    lengths = sorted(len(w) for w in words)
+    unigrams = [t for w in words for t in w]
+    bigrams = [pair for w in words for pair in itertools.pairwise(w)]
+    n = len(lengths)
+    return {
+        "rows": n,
+        "words_mean": round(sum(lengths) / n, 1) if n else 0.0,
+        "words_median": float(lengths[n // 2]) if n else 0.0,
+        "chars_mean": round(sum(len(a) for a in answers) / n, 1) if n else 0.0,
+        "distinct_1": round(len(set(unigrams)) / len(unigrams), 3) if unigrams else 0.0,
+        "distinct_2": round(len(set(bigrams)) / len(bigrams), 3) if bigrams else 0.0,
+    }
+
+
+def text_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Length and lexical diversity of the mixture's answers, overall, per language and per
+    teacher, and the language mix.
+
+    Words are ``\\w+`` runs (scripts written without spaces count a run as one word);
+    ``distinct_n`` is unique n-grams / all n-grams over a group's answers, which
+    falls as a group grows, so compare groups of similar size.
+    """
+    answers = [r["messages"][-1]["content"] for r in rows]
+    by: dict[str, dict[str, Any]] = {}
+    for key in ("language", "teacher"):
+        groups: defaultdict[str, list[str]] = defaultdict(list)
+        for row, answer in zip(rows, answers, strict=True):
+            groups[row[key]].append(answer)
+        by[key] = {value: _text_stats(group) for value, group in sorted(groups.items())}
+    n = len(rows) or 1
+    return {
+        "overall": _text_stats(answers),
+        "by_language": by["language"],
+        "by_teacher": by["teacher"],
+        "language_mix": {lang: round(s["rows"] / n, 3) for lang, s in by["language"].items()},
+    }
+
+
+def mixture_table(counts: dict[str, Any]) -> Any:
+    """A rich table: rows kept and dropped, by reason, and preference pairs."""
+    from rich.table import Table
+
+    table = Table(title=f"Mixture: {counts['rows']} rows from {counts['outcomes']} prompts")
+    table.add_column("")
+    table.add_column("rows", justify="right")
+    table.add_column("pairs", justify="right")
+    table.add_row("kept", str(counts["rows"]), str(counts["pairs"]))
+    reasons = dict.fromkeys([*counts["dropped"], *counts["pairs_dropped"]])
+    for reason in reasons:
+        table.add_row(
+            f"dropped: {reason}",
+            str(counts["dropped"].get(reason, 0)),
+            str(counts["pairs_dropped"].get(reason, 0)),
+        )
+    return table
+
+
+def text_table(stats: dict[str, Any]) -> Any:
+    """A rich table: answer length and diversity per language of the mixture."""
+    from rich.table import Table
+
+    table = Table(title="Mixture text per language")
+    cols = ("language", "rows", "share", "words mean", "words median", "distinct-1", "distinct-2")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "language" else "right")
+    groups = [*stats["by_language"].items(), ("all", stats["overall"])]
+    for lang, s in groups:
+        share = stats["language_mix"].get(lang, 1.0)
+        table.add_row(
+            lang,
+            str(s["rows"]),
+            f"{share:.0%}",
+            f"{s['words_mean']:.1f}",
+            f"{s['words_median']:.0f}",
+            f"{s['distinct_1']:.3f}",
+            f"{s['distinct_2']:.3f}",
         )
     return table

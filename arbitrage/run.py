@@ -6,9 +6,14 @@ Run directory (``config.out``)::
     config.yaml      the resolved config (env var names, never keys)
     prompts.jsonl    the pool, written before any teacher is called
     outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
-    dataset/         the SFT mixture (datasets.load_from_disk)
-    mixture.jsonl    the same rows as JSON lines
-    report.json      wins, generations, failures, cost
+    cache.sqlite     every returned teacher call (``cache.path`` moves it)
+    dataset/         the SFT mixture (datasets.load_from_disk); also mixture.jsonl, .parquet
+    preference/      DPO pairs (prompt / chosen / rejected); also preference.jsonl, .parquet
+    mixture.json     rows kept, dropped by reason, pairs, rows per language × task × teacher
+    dropped.jsonl    every dropped row: prompt id, language, task, teacher, reason
+    README.md        the dataset card
+    report.json      wins, win rates, generations, failures, cost, mixture and text stats
+    report.html      the report page (figures embedded); figures/*.png
 
 Re-running the same command after an interruption skips every prompt already
 in ``outcomes.jsonl``.
@@ -29,7 +34,7 @@ from arbitrage.config import RunConfig
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.pipeline import Arbitrage, RunResult
 from arbitrage.records import Outcome, Prompt, dumps
-from arbitrage.teachers import Teacher
+from arbitrage.teachers import Teacher, engine_report, engine_teachers, open_cache
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -37,10 +42,26 @@ if TYPE_CHECKING:
     from reward.base import RewardModel
 
 
+ENGINE_KEYS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "input_cost_per_mtok",
+    "output_cost_per_mtok",
+)
+
+
 def config_hash(config: RunConfig) -> str:
-    """Hash of everything that changes results (``out`` excluded)."""
+    """Hash of everything that changes outcomes: ``out`` and ``mixture`` excluded, so a
+    rerun with other mixture settings rebuilds the dataset without asking any teacher."""
     data = config.public_dict()
     data.pop("out", None)
+    data.pop("mixture", None)
+    # How calls are made (cache, budget, breaker, rate limits, prices) never changes results.
+    for key in ("cache", "breaker", "budget_usd"):
+        data.pop(key, None)
+    for teacher in data.get("teachers", []):
+        for key in ENGINE_KEYS:
+            teacher.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,6 +187,36 @@ class RunDir:
         tmp.write_text("".join(dumps(o) + "\n" for o in outcomes), encoding="utf-8")
         os.replace(tmp, self.path / "outcomes.jsonl")
 
+    def write_outputs(
+        self, config: RunConfig, result: RunResult, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        """The mixture, its card and the report (``extra`` joins ``report.json``); then the
+        Hub, if the config names a repo."""
+        import yaml
+
+        from arbitrage.card import push_to_hub, write_card
+        from arbitrage.mixture import make_mixture, save_mixture
+        from arbitrage.report_files import write_report
+
+        # this run's mixture settings (not part of the config hash, so they may have changed)
+        (self.path / "config.yaml").write_text(
+            yaml.safe_dump(config.public_dict(), sort_keys=False, allow_unicode=True)
+        )
+        mixture = make_mixture(result.outcomes, config.mixture, teacher_order=result.teachers)
+        save_mixture(mixture, self.path)
+        extra = {
+            "router": {"name": result.router, "state": result.router_state},
+            "elapsed_s": round(result.elapsed_s, 2),
+            **(extra or {}),
+        }
+        report = write_report(
+            self.path, result.outcomes, result.teachers, mixture, config=config, extra=extra
+        )
+        write_card(self.path, config, mixture, report.summary)
+        repo = config.mixture.push_to_hub
+        if repo:
+            push_to_hub(self.path, mixture, repo, private=config.mixture.private)
+
 
 async def arun_config(
     config: RunConfig,
@@ -174,16 +225,20 @@ async def arun_config(
     reward_model: RewardModel | None = None,
 ) -> RunResult:
     """Run a config end to end and write its run directory; resumes an interrupted run."""
-    from arbitrage.mixture import build_mixture, save_mixture
     from routers import get_router
 
     preflight(config)
-    teachers = [Teacher(t) for t in config.teachers]
+    teachers = engine_teachers(config)
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
     reward = reward_model or build_reward(config)
     run_dir = RunDir(config.out)
     run_dir.prepare(config)
+    cache = open_cache(config)
+    for teacher in teachers:
+        teacher.cache = cache
+    if hasattr(reward, "cache"):  # the judge: its replies are calls worth keeping too
+        reward.cache = cache
 
     prompts = run_dir.load_prompts()
     if prompts is None:
@@ -193,13 +248,13 @@ async def arun_config(
     run_dir.rewrite_outcomes(done)  # drop a torn last line before appending
 
     engine = Arbitrage(teachers, reward, router, batch_size=config.batch_size, progress=progress)
-    result = await engine.arun(prompts, done=done, on_outcomes=run_dir.append_outcomes)
+    try:
+        result = await engine.arun(prompts, done=done, on_outcomes=run_dir.append_outcomes)
+    finally:
+        if cache is not None:
+            cache.close()
 
-    save_mixture(build_mixture(result.outcomes), run_dir.path)
-    summary = result.summary()
-    summary["router"] = {"name": result.router, "state": result.router_state}
-    summary["elapsed_s"] = round(result.elapsed_s, 2)
-    (run_dir.path / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    run_dir.write_outputs(config, result, extra=engine_report(teachers, cache))
     return result
 
 

@@ -14,9 +14,10 @@ import re
 import unicodedata
 from typing import Any, ClassVar
 
+from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.errors import ConfigError
 from arbitrage.llm import CompletionFn, scrub
-from arbitrage.records import Prompt
+from arbitrage.records import Generation, Prompt
 from reward.base import RewardModel, Score
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class JudgeReward(RewardModel):
         max_concurrency: Most judge calls in flight at once.
         completion_fn: Anything with ``litellm.acompletion``'s signature; defaults
             to litellm.
+        cache: A call cache (``arbitrage.engine.CallCache``): a judge reply that came
+            back is never asked for again. A run sets its own.
     """
 
     name: ClassVar[str] = "judge"
@@ -80,6 +83,7 @@ class JudgeReward(RewardModel):
         max_tokens: int = 512,
         max_concurrency: int = 16,
         completion_fn: CompletionFn | None = None,
+        cache: CallCache | None = None,
     ) -> None:
         low, high = scale
         if not low < high:
@@ -95,6 +99,7 @@ class JudgeReward(RewardModel):
         self.max_tokens = max_tokens
         self.max_concurrency = max_concurrency
         self._completion_fn = completion_fn
+        self.cache = cache
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -122,17 +127,27 @@ class JudgeReward(RewardModel):
         }
         if self.api_base:
             kwargs["api_base"] = self.api_base
-        if key is not None:
-            kwargs["api_key"] = key
-        fn = self._completion_fn or _acompletion()
-        async with self._limit():
-            try:
-                response = await fn(**kwargs)
-                reply = response.choices[0].message.content
-            except Exception as exc:  # a failed judge call is an unscored pair, not a crash
-                message = scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:300]
-                logger.warning("judge %s failed on prompt %s: %s", self.model, prompt.id, message)
-                return Score(None)
+        cache_key = request_key(kwargs) if self.cache is not None else ""
+        hit = self.cache.get(cache_key) if self.cache is not None else None
+        if hit is not None:
+            reply: str | None = hit.text
+        else:
+            if key is not None:
+                kwargs["api_key"] = key
+            fn = self._completion_fn or _acompletion()
+            async with self._limit():
+                try:
+                    response = await fn(**kwargs)
+                    reply = response.choices[0].message.content
+                except Exception as exc:  # a failed judge call is an unscored pair, not a crash
+                    message = scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:300]
+                    logger.warning(
+                        "judge %s failed on prompt %s: %s", self.model, prompt.id, message
+                    )
+                    return Score(None)
+            if self.cache is not None:
+                gen = Generation(prompt.id, "judge", self.model, text=str(reply or ""))
+                self.cache.put(cache_key, gen)
         raw = parse_score(reply, self.scale)
         if raw is None:
             logger.warning("judge %s gave no usable score for prompt %s", self.model, prompt.id)

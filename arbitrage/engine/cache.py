@@ -1,0 +1,96 @@
+"""Durable call cache: every returned teacher call, stored the moment it returns.
+
+A call is keyed by a content hash of what decides its answer: model, ``api_base``,
+messages and generation parameters (seed included). The API key, the timeout and
+the transport retry count are not part of the key, and the key is never stored.
+Rows hold the ``Generation`` as JSON (no pickle). Failed calls are never stored,
+so a rerun retries them; empty and truncated answers are stored as what they are.
+
+SQLite in WAL mode with one statement per transaction: a SIGKILL loses at most the
+call being written, and a rerun of the same config asks no teacher again for
+anything that already came back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from arbitrage.errors import DataError
+from arbitrage.records import Generation
+
+# Request keys that change how a call is sent, never what it answers.
+_NOT_IN_KEY = frozenset({"api_key", "timeout", "max_retries", "num_retries"})
+_SCHEMA = 1
+
+
+def request_key(kwargs: dict[str, Any]) -> str:
+    """The cache key of one completion request (``litellm.acompletion`` keyword arguments)."""
+    data = {k: v for k, v in kwargs.items() if k not in _NOT_IN_KEY}
+    text = json.dumps([_SCHEMA, data], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CallCache:
+    """A SQLite file of finished calls; safe to share between threads and tasks.
+
+    Args:
+        path: The SQLite file (created with its parent folder if missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.writes = 0
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, teacher TEXT, "
+                "model TEXT, status TEXT, generation TEXT NOT NULL, created REAL)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{self.path}: not a usable call cache ({exc})") from None
+
+    def get(self, key: str) -> Generation | None:
+        """The stored answer for ``key``, or ``None``."""
+        with self._lock:
+            row = self._db.execute("SELECT generation FROM calls WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.hits += 1
+        return Generation.from_dict(json.loads(row[0]))
+
+    def put(self, key: str, generation: Generation) -> None:
+        """Store a returned call; a failed one (``status == "error"``) is not stored."""
+        if generation.error:
+            return
+        record = json.dumps(generation.to_dict(), ensure_ascii=False, sort_keys=True)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)",
+                (key, generation.teacher, generation.model, generation.status, record, time.time()),
+            )
+            self.writes += 1
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CallCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

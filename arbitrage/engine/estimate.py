@@ -1,0 +1,119 @@
+"""What a run will cost, before it runs: ``arbitrage estimate CONFIG`` (no call is made).
+
+Calls per teacher follow from the router (reward routing: every teacher answers every
+prompt; learned: every teacher during the warm-up, then about one); output tokens
+are counted at ``max_tokens``, so the figure is an upper bound for the answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from arbitrage.config import RunConfig
+from arbitrage.engine.budget import price_per_token, teacher_prices
+
+PROMPT_TOKENS = 60  # a persona + task frame, measured on the bundled pool
+WRITER_PROMPT_TOKENS = 130
+JUDGE_RUBRIC_TOKENS = 250
+
+
+def generations_per_prompt(config: RunConfig) -> float:
+    """Expected answers per prompt *per teacher*, from the router's name and params."""
+    n_teachers = len(config.teachers)
+    n = config.pool.n_prompts
+    params = config.router.params
+    if config.router.name == "reward":
+        return 1.0
+    if config.router.name == "learned":
+        warmup = min(int(params.get("warmup", 20)), n)
+        explore = float(params.get("explore", 0.1))
+        extra = explore * (int(params.get("explore_teachers", 2)) - 1)
+        return (warmup + (n - warmup) * (1 + extra) / n_teachers) / n
+    return 1.0 / n_teachers  # random, fixed (an even split assumed), custom routers
+
+
+def _prompt_tokens(config: RunConfig) -> int:
+    if config.pool.prompts and Path(config.pool.prompts).is_file():
+        lines = Path(config.pool.prompts).read_text(encoding="utf-8").splitlines()[:500]
+        texts = [json.loads(x).get("text", "") for x in lines if x.strip()]
+        if texts:
+            return sum(len(t) for t in texts) // (4 * len(texts)) + 4
+    return PROMPT_TOKENS
+
+
+def estimate(config: RunConfig) -> list[dict[str, Any]]:
+    """One row per teacher (and the writer and judge where they are models)."""
+    n = config.pool.n_prompts
+    per = generations_per_prompt(config)
+    prompt_tokens = _prompt_tokens(config)
+    rows = []
+    total_calls = 0.0
+    for t in config.teachers:
+        calls = n * per
+        total_calls += calls
+        rows.append(_row(t.name, t.model, calls, prompt_tokens, t.max_tokens, teacher_prices(t)))
+    writer = config.pool.writer
+    if writer != "template" and not config.pool.prompts:
+        t = next(t for t in config.teachers if t.name == writer)
+        max_out = config.pool.writer_max_tokens
+        rows.append(
+            _row(f"{t.name} (writer)", t.model, n, WRITER_PROMPT_TOKENS, max_out, teacher_prices(t))
+        )
+    if config.reward.kind == "judge" and config.reward.model:
+        answer = max(t.max_tokens for t in config.teachers)
+        max_out = int(config.reward.params.get("max_tokens", 512))
+        rows.append(
+            _row(
+                "judge",
+                config.reward.model,
+                total_calls,
+                JUDGE_RUBRIC_TOKENS + prompt_tokens + answer,
+                max_out,
+                price_per_token(config.reward.model),
+            )
+        )
+    return rows
+
+
+def _row(
+    who: str, model: str, calls: float, tok_in: int, tok_out: int, prices: tuple[float, float]
+) -> dict[str, Any]:
+    calls = round(calls)
+    cost = calls * (tok_in * prices[0] + tok_out * prices[1])
+    return {
+        "who": who,
+        "model": model,
+        "calls": calls,
+        "input_tokens": calls * tok_in,
+        "output_tokens": calls * tok_out,
+        "usd_per_mtok": (round(prices[0] * 1e6, 4), round(prices[1] * 1e6, 4)),
+        "usd": cost,
+    }
+
+
+def estimate_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of ``estimate`` rows with a total."""
+    from rich.table import Table
+
+    table = Table(title="Estimated cost (output at max_tokens: an upper bound)")
+    for col in ("", "model", "calls", "input tok", "output tok", "$/Mtok in/out", "$"):
+        table.add_column(col, justify="left" if col in ("", "model") else "right")
+    for r in rows:
+        price = (
+            "unknown"
+            if r["usd_per_mtok"] == (0.0, 0.0)
+            else "{:g} / {:g}".format(*r["usd_per_mtok"])
+        )
+        table.add_row(
+            r["who"],
+            r["model"],
+            f"{r['calls']:,}",
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            price,
+            f"{r['usd']:.4f}",
+        )
+    table.add_row("total", "", "", "", "", "", f"{sum(r['usd'] for r in rows):.4f}", style="bold")
+    return table
