@@ -71,7 +71,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from rich.console import Console
+    from rich.console import Console, Group
+    from rich.live import Live
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -82,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
+    from arbitrage.live import TeacherPanel
     from arbitrage.report import mixture_table, teachers_table, wins_table
     from arbitrage.report_files import mixture_counts
     from arbitrage.run import arun_config
@@ -105,8 +107,13 @@ def _run(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
         console=console,
     )
-    with progress:
-        result = asyncio.run(arun_config(config, progress=progress))
+    panel = TeacherPanel()
+    try:
+        with Live(Group(progress, panel), console=console, refresh_per_second=4):
+            result = asyncio.run(arun_config(config, progress=progress, panel=panel))
+    finally:
+        if not console.is_terminal:  # a piped Live leaves its last line open
+            console.line()
     summary = result.summary()
     out = Console()
     out.print(wins_table(summary))

@@ -145,7 +145,10 @@ class Arbitrage:
         return self.progress.add_task(what, total=total, completed=completed)
 
     async def _run_batch(self, batch: Sequence[Prompt]) -> list[Outcome]:
-        routes = self.router.check(self.router.route(batch), batch)
+        up = [name for name in self.order if self.teachers[name].available()]
+        if not up:
+            raise NoTeacherAvailable(self._all_down())
+        routes = self.router.route_available(batch, up)
         assigned = {
             p.id: list(dict.fromkeys(r.teachers)) for p, r in zip(batch, routes, strict=True)
         }
@@ -182,8 +185,9 @@ class Arbitrage:
         return outcomes
 
     async def _generate(self, prompt: Prompt, teacher: str, route: list[str]) -> Generation | None:
-        """One teacher's answer; a teacher whose circuit is open is dropped from the route if
-        another of its teachers is up, else replaced by the next available teacher."""
+        """One teacher's answer. A teacher whose circuit is open is dropped from the route
+        if another of its teachers is up, else replaced by the router's best-ranked
+        teacher that is up."""
         while True:
             if self.teachers[teacher].available():
                 try:
@@ -195,16 +199,24 @@ class Arbitrage:
                 route.remove(teacher)
                 return None
             spare = next(
-                (t for t in self.order if t not in route and self.teachers[t].available()), None
+                (
+                    t
+                    for t in self.router.rank(prompt)
+                    if t not in route and self.teachers[t].available()
+                ),
+                None,
             )
             if spare is None:
-                raise NoTeacherAvailable(
-                    "every teacher is out of rotation (circuit breakers open: "
-                    f"{', '.join(self.order)}); finished prompts are saved - "
-                    "rerun the same command later to resume"
-                )
+                raise NoTeacherAvailable(self._all_down())
             route[route.index(teacher)] = spare
             teacher = spare
+
+    def _all_down(self) -> str:
+        return (
+            "every teacher is out of rotation (circuit breakers open: "
+            f"{', '.join(self.order)}); finished prompts are saved - "
+            "rerun the same command later to resume"
+        )
 
     async def _score(self, batch: Sequence[Prompt], gens: Sequence[Generation]) -> list[Score]:
         prompts = {p.id: p for p in batch}

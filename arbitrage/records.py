@@ -103,13 +103,16 @@ class Generation(_Record):
 
     @property
     def ok(self) -> bool:
-        return not self.error and bool(self.text.strip()) and self.finish_reason != "length"
+        return self.status == "ok"
 
     @property
     def status(self) -> str:
-        """``ok``, ``error``, ``empty`` or ``truncated``."""
+        """``ok``, ``error``, ``filtered`` (the provider's content filter cut it),
+        ``empty`` or ``truncated``."""
         if self.error:
             return "error"
+        if self.finish_reason == "content_filter":
+            return "filtered"
         if not self.text.strip():
             return "empty"
         if self.finish_reason == "length":

@@ -39,6 +39,7 @@ from arbitrage.teachers import Teacher, engine_report, engine_teachers, open_cac
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from arbitrage.live import TeacherPanel
     from reward.base import RewardModel
 
 
@@ -223,12 +224,15 @@ async def arun_config(
     *,
     progress: Progress | None = None,
     reward_model: RewardModel | None = None,
+    panel: TeacherPanel | None = None,
 ) -> RunResult:
     """Run a config end to end and write its run directory; resumes an interrupted run."""
     from routers import get_router
 
     preflight(config)
     teachers = engine_teachers(config)
+    if panel is not None:
+        panel.attach(teachers)
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
     reward = reward_model or build_reward(config)
@@ -239,6 +243,8 @@ async def arun_config(
         teacher.cache = cache
     if hasattr(reward, "cache"):  # the judge: its replies are calls worth keeping too
         reward.cache = cache
+    if hasattr(reward, "budget") and teachers:  # ... and paid for from the same budget
+        reward.budget = teachers[0].budget
 
     prompts = run_dir.load_prompts()
     if prompts is None:
@@ -254,7 +260,9 @@ async def arun_config(
         if cache is not None:
             cache.close()
 
-    run_dir.write_outputs(config, result, extra=engine_report(teachers, cache))
+    extra = engine_report(teachers, cache)
+    extra["engine"]["judge_usd"] = round(float(getattr(reward, "spent_usd", 0.0)), 6)
+    run_dir.write_outputs(config, result, extra=extra)
     return result
 
 

@@ -26,6 +26,7 @@ from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.budget import Budget, prompt_tokens, teacher_prices
 from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.engine.limits import TeacherLimits
+from arbitrage.engine.transport import ChatReply
 from arbitrage.errors import ConfigError, TeacherUnavailable
 from arbitrage.llm import CompletionFn, completion_fn, retryable_errors, scrub
 from arbitrage.records import Generation, Prompt, Usage, content_id
@@ -41,7 +42,7 @@ class TeacherStats:
     failed: int = 0
     retries: int = 0
     rate_limited: int = 0
-    rerouted: int = 0  # prompts sent elsewhere while the circuit was open
+    rerouted: int = 0  # calls routed here that met an open circuit and went elsewhere
     tokens: int = 0
     cost_usd: float = 0.0
 
@@ -168,7 +169,7 @@ class Teacher:
             send["api_key"] = key
         if self._completion_fn is None and not self.config.model.startswith("local/"):
             send["max_retries"] = 0  # our retries, so 429s are seen, counted and honoured
-        fn = self._completion_fn or completion_fn(self.config.model)
+        fn = self._completion_fn or self._transport()
         retry_on = retryable_errors() if self._completion_fn is None else (ConnectionError,)
         overload = _overload_errors() if self._completion_fn is None else ()
         tokens = prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"])
@@ -245,32 +246,53 @@ class Teacher:
         price_in, price_out = self.prices()
         return prompt_tokens(kwargs["messages"]) * price_in + int(kwargs["max_tokens"]) * price_out
 
+    def _transport(self) -> CompletionFn:
+        if self.config.transport == "direct":
+            from arbitrage.engine.transport import direct_completion
+
+            return direct_completion
+        return completion_fn(self.config.model)
+
     def _to_generation(self, response: Any, prompt_id: str, latency: float) -> Generation:
-        choice = response.choices[0]
-        text = (getattr(choice.message, "content", None) or "").strip()
-        usage = getattr(response, "usage", None)
-        counted = Usage(
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-        )
+        if isinstance(response, ChatReply):  # the direct transport: parsed, priced by token
+            text, finish_reason, counted = response.text, response.finish_reason, response.usage
+            cost = self._priced(counted)
+        else:
+            choice = response.choices[0]
+            text = getattr(choice.message, "content", None) or ""
+            finish_reason = str(choice.finish_reason or "")
+            usage = getattr(response, "usage", None)
+            counted = Usage(
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            )
+            cost = self._cost(response, counted)
         return Generation(
             prompt_id=prompt_id,
             teacher=self.name,
             model=self.config.model,
-            text=text,
-            finish_reason=str(choice.finish_reason or ""),
+            text=text.strip(),
+            finish_reason=finish_reason,
             usage=counted,
-            cost_usd=self._cost(response, counted),
+            cost_usd=cost,
             latency_s=latency,
         )
+
+    def _priced(self, usage: Usage) -> float:
+        price_in, price_out = self.prices()
+        return usage.prompt_tokens * price_in + usage.completion_tokens * price_out
 
     def _cost(self, response: Any, usage: Usage) -> float:
         cfg = self.config
         if cfg.input_cost_per_mtok is not None or cfg.output_cost_per_mtok is not None:
-            price_in, price_out = self.prices()
-            return usage.prompt_tokens * price_in + usage.completion_tokens * price_out
+            return self._priced(usage)
         if cfg.model.startswith("local/"):
             return 0.0
+        # litellm priced the response already (None: not in its price map); pricing it
+        # again costs about 1 ms of CPU a call.
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            return float(hidden["response_cost"] or 0.0)
         try:
             return float(completion_cost(response) or 0.0)
         except Exception:  # unknown model in the price map: cost unknown, not an error

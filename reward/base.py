@@ -43,7 +43,14 @@ class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of tw
             raise NotImplementedError(
                 f"{type(self).__name__} must implement ascore or ascore_batch"
             )
-        return list(await asyncio.gather(*(self.ascore(p, c) for p, c in pairs)))
+        # Let every call in flight land (they are paid for) before raising the first error.
+        results = await asyncio.gather(
+            *(self.ascore(p, c) for p, c in pairs), return_exceptions=True
+        )
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        return [r for r in results if isinstance(r, Score)]
 
     def score(self, prompt: Prompt, completion: str) -> Score:
         """Synchronous ``ascore``."""

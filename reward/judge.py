@@ -14,6 +14,7 @@ import re
 import unicodedata
 from typing import Any, ClassVar
 
+from arbitrage.engine.budget import Budget, price_per_token, prompt_tokens
 from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.errors import ConfigError
 from arbitrage.llm import CompletionFn, scrub
@@ -67,6 +68,10 @@ class JudgeReward(RewardModel):
             to litellm.
         cache: A call cache (``arbitrage.engine.CallCache``): a judge reply that came
             back is never asked for again. A run sets its own.
+        budget: The run's ``Budget``: judge calls count against ``budget_usd`` like
+            teacher calls. A run sets its own.
+        input_cost_per_mtok: USD per million prompt tokens (default: litellm's price map).
+        output_cost_per_mtok: USD per million completion tokens (likewise).
     """
 
     name: ClassVar[str] = "judge"
@@ -84,6 +89,9 @@ class JudgeReward(RewardModel):
         max_concurrency: int = 16,
         completion_fn: CompletionFn | None = None,
         cache: CallCache | None = None,
+        budget: Budget | None = None,
+        input_cost_per_mtok: float | None = None,
+        output_cost_per_mtok: float | None = None,
     ) -> None:
         low, high = scale
         if not low < high:
@@ -100,6 +108,10 @@ class JudgeReward(RewardModel):
         self.max_concurrency = max_concurrency
         self._completion_fn = completion_fn
         self.cache = cache
+        self.budget = budget
+        self.spent_usd = 0.0
+        self._price_overrides = (input_cost_per_mtok, output_cost_per_mtok)
+        self._prices: tuple[float, float] | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -136,15 +148,22 @@ class JudgeReward(RewardModel):
                 kwargs["api_key"] = key
             fn = self._completion_fn or _acompletion()
             async with self._limit():
+                estimate = self._reserve(kwargs)
+                actual = 0.0
                 try:
                     response = await fn(**kwargs)
                     reply = response.choices[0].message.content
+                    actual = self._cost(response)
                 except Exception as exc:  # a failed judge call is an unscored pair, not a crash
                     message = scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:300]
                     logger.warning(
                         "judge %s failed on prompt %s: %s", self.model, prompt.id, message
                     )
                     return Score(None)
+                finally:
+                    self.spent_usd += actual
+                    if self.budget is not None:
+                        self.budget.settle(estimate, actual)
             if self.cache is not None:
                 gen = Generation(prompt.id, "judge", self.model, text=str(reply or ""))
                 self.cache.put(cache_key, gen)
@@ -154,6 +173,28 @@ class JudgeReward(RewardModel):
             return Score(None)
         low, high = self.scale
         return Score((raw - low) / (high - low), {"judge_raw": raw})
+
+    def prices(self) -> tuple[float, float]:
+        """USD per (input, output) token: the overrides, else litellm's price map."""
+        if self._prices is None:
+            self._prices = price_per_token(self.model, *self._price_overrides)
+        return self._prices
+
+    def _reserve(self, kwargs: dict[str, Any]) -> float:
+        """Reserve the call's worst case against the budget (raises ``BudgetExceeded``)."""
+        if self.budget is None or self.budget.limit_usd is None:
+            return 0.0
+        price_in, price_out = self.prices()
+        estimate = prompt_tokens(kwargs["messages"]) * price_in + self.max_tokens * price_out
+        self.budget.reserve(estimate, teacher="judge")
+        return estimate
+
+    def _cost(self, response: Any) -> float:
+        usage = getattr(response, "usage", None)
+        price_in, price_out = self.prices()
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        return tokens_in * price_in + tokens_out * price_out
 
     def describe(self) -> str:
         return f"judge({self.model}, scale {self.scale[0]}-{self.scale[1]})"

@@ -127,6 +127,12 @@ class BanditRouter(Router):
             return Route([best, rival], "explore")
         return Route([best], "exploit")
 
+    def rank(self, prompt: Prompt) -> list[str]:
+        """Teachers by posterior mean reward for the prompt's language × task."""
+        order = {t: i for i, t in enumerate(self.teachers)}
+        means = {t: self.posterior(t, prompt.language, prompt.task)[0] for t in self.teachers}
+        return sorted(self.teachers, key=lambda t: (-means[t], order[t]))
+
     def route(self, prompts: Sequence[Prompt]) -> list[Route]:
         routes = []
         for prompt in prompts:

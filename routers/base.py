@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,6 +52,36 @@ class Router(ABC):
     @abstractmethod
     def route(self, prompts: Sequence[Prompt]) -> list[Route]:
         """One ``Route`` per prompt, in order."""
+
+    def rank(self, prompt: Prompt) -> list[str]:
+        """Every teacher, most likely winner first, for ``prompt``: who stands in when a
+        chosen teacher is out of rotation. Default: config order; learning routers
+        rank by what they have learned."""
+        return list(self.teachers)
+
+    def route_available(self, prompts: Sequence[Prompt], available: Collection[str]) -> list[Route]:
+        """``route``, kept to the ``available`` teachers (the pipeline passes those whose
+        circuit is not open). A chosen teacher that is down is dropped; a prompt left
+        with none goes to the best-ranked teacher that is up.
+
+        Raises:
+            RoutingError: ``available`` is empty, or ``route`` returned something unusable.
+        """
+        up = [t for t in self.teachers if t in available]
+        if not up:
+            raise RoutingError(f"router {self.name!r}: no teacher is available")
+        routes = self.check(self.route(prompts), prompts)
+        if len(up) == len(self.teachers):
+            return routes
+        kept = []
+        for prompt, route in zip(prompts, routes, strict=True):
+            teachers = [t for t in route.teachers if t in available]
+            if teachers:
+                kept.append(Route(teachers, route.reason))
+            else:
+                stand_in = next(t for t in self.rank(prompt) if t in available)
+                kept.append(Route([stand_in], f"{route.reason}; stand-in"))
+        return kept
 
     def update(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - optional hook
         """Learn from scored outcomes. Routers that do not learn ignore this."""

@@ -123,6 +123,13 @@ class EmbeddingRouter(Router):
         neighbours = self._rewards[idx]  # (prompts, k, teachers)
         return (neighbours * weights[..., None]).sum(axis=1) / weights.sum(axis=1)[:, None]
 
+    def rank(self, prompt: Prompt) -> list[str]:
+        """Teachers by the reward their neighbours' answers got."""
+        import numpy as np
+
+        row = self.predict([prompt])[0]
+        return [self.teachers[int(i)] for i in np.argsort(-row, kind="stable")]
+
     def route(self, prompts: Sequence[Prompt]) -> list[Route]:
         scores = self.predict(prompts)
         return [Route([self.teachers[int(row.argmax())]], "predicted") for row in scores]

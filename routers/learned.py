@@ -88,6 +88,12 @@ class LearnedRouter(Router):
         rates = [self.win_rate(t, prompt.language, prompt.task) for t in self.teachers]
         return self.teachers[max(range(len(rates)), key=lambda i: (rates[i], -i))]
 
+    def rank(self, prompt: Prompt) -> list[str]:
+        """Teachers by estimated win rate for the prompt's language × task."""
+        order = {t: i for i, t in enumerate(self.teachers)}
+        rates = {t: self.win_rate(t, prompt.language, prompt.task) for t in self.teachers}
+        return sorted(self.teachers, key=lambda t: (-rates[t], order[t]))
+
     def route(self, prompts: Sequence[Prompt]) -> list[Route]:
         routes = []
         for prompt in prompts:

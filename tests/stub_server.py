@@ -10,7 +10,9 @@ request gets its own thread, so slow replies (``Reply.delay_s``) overlap.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -22,13 +24,18 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """What the stub answers: a completion, or (``status != 200``) an OpenAI-style error."""
+    """What the stub answers: a completion, or (``status != 200``) an OpenAI-style error.
+
+    ``fault`` breaks the reply on purpose: ``"drop"`` closes the connection without
+    answering, ``"malformed"`` sends a 200 whose body is not JSON.
+    """
 
     text: str
     finish_reason: str = "stop"
     status: int = 200
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None
 
 
 Handler = Callable[[list[dict[str, Any]]], "str | Reply"]
@@ -109,6 +116,8 @@ class StubServer:
         reply = result if isinstance(result, Reply) else Reply(text=result)
         if reply.delay_s:
             time.sleep(reply.delay_s)
+        if reply.fault is not None:
+            raise _Fault(reply.fault)
         if reply.status != 200:
             error = {
                 "error": {
@@ -148,6 +157,10 @@ class StubServer:
         return {"object": "list", "data": data}
 
 
+class _Fault(Exception):
+    """A reply broken on purpose (``Reply.fault``)."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # many concurrent connects must not be refused
@@ -171,6 +184,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return
             try:
                 status, payload, headers = self.server.stub._complete(body)
+            except _Fault as fault:
+                self._break(str(fault))
+                return
             except Exception as exc:  # a broken test handler is a 500, not a hung client
                 status, payload, headers = (
                     500,
@@ -190,6 +206,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(
                 404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}}
             )
+
+    def _break(self, fault: str) -> None:
+        if fault == "malformed":
+            data = b'{"id": "chatcmpl-broken", "choices": [{"message": '
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:  # "drop": hang up without a status line
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None

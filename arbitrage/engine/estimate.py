@@ -31,6 +31,9 @@ def generations_per_prompt(config: RunConfig) -> float:
         explore = float(params.get("explore", 0.1))
         extra = explore * (int(params.get("explore_teachers", 2)) - 1)
         return (warmup + (n - warmup) * (1 + extra) / n_teachers) / n
+    if config.router.name == "bandit":
+        budget = float(params.get("max_generations_per_prompt", 1.4))
+        return min(budget, n_teachers) / n_teachers
     return 1.0 / n_teachers  # random, fixed (an even split assumed), custom routers
 
 

@@ -247,7 +247,34 @@ def test_dead_teacher_is_circuit_broken_and_the_run_finishes_on_the_others(tmp_p
     rep = report(tmp_path)
     assert [(e["teacher"], e["state"]) for e in rep["breaker"]] == [("beta", "open")]
     assert "consecutive failures" in rep["breaker"][0]["why"]
-    assert rep["engine"]["teachers"]["beta"]["rerouted"] >= 18
+    # calls of the first batch that met the open circuit went elsewhere; later batches
+    # were routed around beta before any call
+    assert rep["engine"]["teachers"]["beta"]["rerouted"] >= 1
+    outcomes = [
+        json.loads(x) for x in (tmp_path / "run" / "outcomes.jsonl").read_text().split("\n") if x
+    ]
+    assert all(len(o["candidates"]) == 1 for o in outcomes[6:])
+
+
+@pytest.mark.parametrize("router", ["learned", "bandit"])
+def test_learning_routers_never_route_to_an_open_circuit(tmp_path, stub, router):
+    stub.set_handler("beta", lambda m: Reply("boom", status=503))
+    params = {"warmup": 6} if router == "learned" else {"max_generations_per_prompt": 2.0}
+    config = write(
+        tmp_path,
+        stub.url,
+        router={"name": router, "params": params},
+        breaker={"failures": 2, "cooldown_s": 600},
+    )
+    assert main(["run", str(config)]) == 0
+    lines = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
+    outcomes = [json.loads(x) for x in lines]
+    later = outcomes[6:]  # batches routed after the circuit opened in the first one
+    assert later and all(
+        c["generation"]["teacher"] == "alpha" for o in later for c in o["candidates"]
+    )
+    assert len(teacher_requests(stub, "beta")) <= 6 * 3
+    assert report(tmp_path)["engine"]["teachers"]["beta"]["rerouted"] <= 6
 
 
 def test_a_route_to_an_open_teacher_goes_to_the_next_one(tmp_path, stub):
@@ -346,3 +373,24 @@ def test_retry_failed_re_requests_only_failed_calls(tmp_path, stub, capsys):
     assert len((tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()) == 24
     assert main(["retry-failed", str(tmp_path / "run")]) == 0
     assert "no failed calls" in capsys.readouterr().out
+
+
+def test_judge_calls_count_against_the_budget(tmp_path, stub, capsys):
+    """Free teachers, a priced judge: the judge alone reaches the budget, and what it
+    was billed (the stub's token counts at the configured price) never crosses it."""
+    config = stub_config(str(tmp_path / "run"), stub.url, batch_size=6, budget_usd=0.2)
+    config["reward"]["params"] = {
+        "input_cost_per_mtok": 100.0,
+        "output_cost_per_mtok": 100.0,
+        "max_tokens": 50,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "budget_usd 0.2 reached" in err and "'judge'" in err
+    judged = [r for r in stub.requests if r["model"] == "judge"]
+    words = sum(len(m["content"].split()) for r in judged for m in r["messages"])
+    billed = (words + 3 * len(judged)) * 100.0 / 1e6  # the stub's usage: words in and out
+    assert 0 < len(judged) < 48 and billed <= 0.2
+    outcomes = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
+    assert len(outcomes) < 24

@@ -142,3 +142,54 @@ def test_learned_router_counts_truncated_answers_as_losses_but_not_failed_calls(
     router.update([Outcome(p, truncated, "b"), Outcome(p, failed, "b")])
     compared = router.state()["comparisons"]["en/math"]
     assert {t: n for t, n in compared.items() if n} == {"a": 1, "b": 1}
+
+
+def trained(name: str, **params) -> Router:
+    """A router that has learned: on French, c wins 3 prompts in 4, b the others, a none."""
+    router = get_router(name, TEACHERS, seed=0, **params)
+    usual, upset = {"a": 0.1, "b": 0.5, "c": 0.9}, {"a": 0.1, "b": 0.9, "c": 0.5}
+    router.update([outcome(prompt("fr", i=i), upset if i % 4 == 0 else usual) for i in range(40)])
+    return router
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("random", {}),
+        ("fixed", {"map": {"fr": "c"}}),
+        ("reward", {}),
+        ("learned", {"warmup": 0}),
+        ("bandit", {"max_generations_per_prompt": 1.4}),
+    ],
+)
+def test_no_router_routes_to_a_teacher_that_is_down(name, params):
+    router = trained(name, **params)
+    prompts = [prompt("fr", i=i) for i in range(100, 160)]
+    routes = router.route_available(prompts, ["a", "b"])  # c's circuit is open
+    assert len(routes) == len(prompts)
+    assert all(r.teachers and set(r.teachers) <= {"a", "b"} for r in routes)
+
+
+@pytest.mark.parametrize("name", ["learned", "bandit"])
+def test_learning_routers_stand_in_with_their_next_best_teacher(name):
+    router = trained(name, warmup=0, explore=0.0) if name == "learned" else trained(name)
+    p = prompt("fr", i=999)
+    assert router.rank(p) == ["c", "b", "a"]
+    routes = router.route_available([p] * 20, ["a", "b"])
+    assert {t for r in routes for t in r.teachers} == {"b"}  # the runner-up, not config order
+
+
+def test_route_available_with_nobody_up_is_a_routing_error():
+    with pytest.raises(RoutingError, match="no teacher is available"):
+        get_router("random", TEACHERS).route_available([prompt("en")], [])
+
+
+def test_route_available_still_rejects_unconfigured_teachers():
+    class Rogue(Router):
+        name = "rogue"
+
+        def route(self, prompts):
+            return [Route(["zz"], "rogue") for _ in prompts]
+
+    with pytest.raises(RoutingError, match="unknown teacher 'zz'"):
+        Rogue(TEACHERS).route_available([prompt("en")], TEACHERS)
