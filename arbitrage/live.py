@@ -1,6 +1,9 @@
 """The live panel of ``arbitrage run``: one row per teacher, redrawn while calls run.
 
-    teacher  circuit  in flight  req/s  tokens  cached  retries  429s  errors  rerouted  $ spent
+    teacher  circuit  flight  req/s  tokens  cached  retry  429  err  moved  $
+
+``flight`` is calls in flight / the current adaptive concurrency; ``moved`` counts
+calls that met an open circuit and went to another teacher.
 
 ``req/s`` is measured over the last few seconds, not since the start, so a teacher
 that slows down shows it at once. The panel reads the teachers' counters; it never
@@ -20,6 +23,28 @@ if TYPE_CHECKING:
     from arbitrage.teachers import Teacher
 
 WINDOW_S = 5.0
+COLUMNS = (
+    ("teacher", "left"),
+    ("circuit", "left"),
+    ("flight", "right"),  # calls in flight / current (adaptive) concurrency
+    ("req/s", "right"),
+    ("tokens", "right"),
+    ("cached", "right"),
+    ("retry", "right"),
+    ("429", "right"),
+    ("err", "right"),
+    ("moved", "right"),  # calls that met an open circuit and went to another teacher
+    ("$", "right"),
+)
+
+
+def _short(n: int) -> str:
+    """4 characters at most: 950, 12k, 3.4M."""
+    if n < 1000:
+        return str(n)
+    if n < 100_000:
+        return f"{n / 1000:.1f}k" if n < 10_000 else f"{n // 1000}k"
+    return f"{n / 1e6:.1f}M" if n < 10_000_000 else f"{n // 1_000_000}M"
 
 
 class TeacherPanel:
@@ -50,11 +75,10 @@ class TeacherPanel:
         return (teacher.stats.requests - first) / (now - then) if now > then else 0.0
 
     def table(self) -> Table:
-        table = Table(title="teachers", title_justify="left", expand=False)
-        for col in ("teacher", "circuit", "in flight", "req/s", "tokens", "cached"):
-            table.add_column(col, justify="left" if col in ("teacher", "circuit") else "right")
-        for col in ("retries", "429s", "errors", "rerouted", "$ spent"):
-            table.add_column(col, justify="right")
+        """One row per teacher; narrow enough for an 80-column terminal with 4 teachers."""
+        table = Table(box=None, padding=(0, 1), header_style="bold underline")
+        for col, justify in COLUMNS:
+            table.add_column(col, justify=justify, no_wrap=True)
         for t in self.teachers:
             s = t.stats
             state = t.breaker.state
@@ -66,13 +90,13 @@ class TeacherPanel:
                 circuit,
                 f"{t.limits.in_flight}/{t.limits.concurrency}",
                 f"{self.rate(t):.1f}",
-                f"{s.tokens:,}",
-                f"{s.cached:,}",
-                f"{s.retries:,}",
-                f"{s.rate_limited:,}",
-                f"[red]{s.failed:,}[/]" if s.failed else "0",
-                f"{s.rerouted:,}",
-                f"{s.cost_usd:.4f}",
+                _short(s.tokens),
+                _short(s.cached),
+                _short(s.retries),
+                _short(s.rate_limited),
+                f"[red]{_short(s.failed)}[/]" if s.failed else "0",
+                _short(s.rerouted),
+                f"{s.cost_usd:.2f}",
             )
         return table
 

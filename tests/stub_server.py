@@ -58,6 +58,27 @@ def default_answer(model: str, messages: list[dict[str, Any]]) -> str:
     return f"Answer from {model}: " + " ".join(str(content).split()[:8])
 
 
+class PeakInFlight:
+    """A handler that answers ``text`` after ``delay_s`` and records ``peak``: the most
+    requests it was answering at once (a concurrency limit, seen from the server)."""
+
+    def __init__(self, text: str = "ok", delay_s: float = 0.1) -> None:
+        self.text = text
+        self.delay_s = delay_s
+        self.peak = 0
+        self._now = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, messages: list[dict[str, Any]]) -> str:
+        with self._lock:
+            self._now += 1
+            self.peak = max(self.peak, self._now)
+        time.sleep(self.delay_s)
+        with self._lock:
+            self._now -= 1
+        return self.text
+
+
 def _words(messages: list[dict[str, Any]]) -> int:
     return sum(len(str(m.get("content") or "").split()) for m in messages)
 

@@ -3,13 +3,12 @@
 import asyncio
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from stub_server import Reply, stub_config
+from stub_server import PeakInFlight, Reply, stub_config
 
 from arbitrage.cli import main
 from arbitrage.engine import CircuitBreaker, TeacherLimits, request_key
@@ -193,22 +192,12 @@ def test_aimd_halves_on_overload_never_below_one_and_grows_back():
 
 
 def test_concurrency_limit_is_what_is_in_flight(stub):
-    lock, state = threading.Lock(), {"now": 0, "peak": 0}
-
-    def slow(messages):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.1)
-        with lock:
-            state["now"] -= 1
-        return "ok"
-
+    slow = PeakInFlight(delay_s=0.1)
     stub.set_handler("t", slow)
     t = teacher(stub.url, max_concurrency=4)
     t.limits.overloaded()  # as after a 429: 4 -> 2
     assert all(g.ok for g in asyncio.run(answer_all(t)))
-    assert state["peak"] == 2
+    assert slow.peak == 2
 
 
 # --- circuit breaker ---------------------------------------------------------------------

@@ -1,11 +1,9 @@
 """Teachers against the stub server: litellm's real openai code path over loopback."""
 
 import asyncio
-import threading
-import time
 
 import pytest
-from stub_server import Reply
+from stub_server import PeakInFlight, Reply
 
 from arbitrage.cli import main
 from arbitrage.records import Prompt
@@ -37,18 +35,7 @@ def test_generation_carries_text_usage_and_latency(stub_server):
 
 
 def test_max_concurrency_bounds_calls_in_flight(stub_server):
-    lock = threading.Lock()
-    state = {"now": 0, "peak": 0}
-
-    def slow(messages):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.15)
-        with lock:
-            state["now"] -= 1
-        return "ok"
-
+    slow = PeakInFlight(delay_s=0.15)
     stub_server.set_handler("t", slow)
     t = teacher(stub_server.url, max_concurrency=2)
     prompts = [Prompt(text=f"q{i}", language="en", task="open_qa") for i in range(8)]
@@ -58,7 +45,7 @@ def test_max_concurrency_bounds_calls_in_flight(stub_server):
 
     gens = asyncio.run(go())
     assert all(g.ok for g in gens)
-    assert state["peak"] == 2
+    assert slow.peak == 2
 
 
 def test_rate_limit_is_retried_then_succeeds(stub_server):
