@@ -41,7 +41,8 @@ def heatmap(
             if n:
                 grid[i, j] = wins / n
     fig, ax = plt.subplots(
-        figsize=(1.6 + 1.25 * len(teachers), 1.3 + 0.55 * max(len(rows), 1)), dpi=120
+        figsize=(max(4.8, 1.6 + 1.25 * len(teachers)), max(2.6, 1.3 + 0.55 * len(rows))),
+        dpi=120,
     )
     cmap = plt.get_cmap("RdYlGn").with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")

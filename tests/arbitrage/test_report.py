@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from datasets import load_from_disk
-from PIL import Image
+from figures import assert_real_png
 from stub_server import stub_config
 from trl.data_utils import is_conversational
 
@@ -50,15 +50,6 @@ def run_dir(tmp_path, stub_server, monkeypatch):
     path.write_text(yaml.safe_dump(config))
     assert main(["run", str(path)]) == 0
     return tmp_path / "run"
-
-
-def assert_real_png(path: Path) -> None:
-    assert path.stat().st_size > 10_000, path
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        assert img.width >= 400 and img.height >= 250
-        colours = img.convert("RGB").getcolors(maxcolors=1_000_000)
-        assert colours is None or len(colours) > 10
 
 
 def test_run_writes_report_card_and_training_files(run_dir):

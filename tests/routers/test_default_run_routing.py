@@ -1,10 +1,11 @@
 """On the embedded default (real local teachers, offline reward), the learned router's choices
-follow the reward outcomes it has seen, language by language."""
+follow the reward outcomes it has seen, language by language; the report renders."""
 
 import json
 
 import pytest
 import yaml
+from figures import assert_real_png
 
 from arbitrage.cli import main
 from arbitrage.config import default_config
@@ -47,3 +48,9 @@ def test_learned_choices_follow_warmup_outcomes(tmp_path):
             (winner,) = winners
             chosen = {o.candidates[0].teacher for o in exploit if o.prompt.language == lang}
             assert chosen == {winner}, lang
+
+    # The report of the embedded default renders: every figure is a real picture.
+    run = tmp_path / "run"
+    for name in ("win_rate_language", "win_rate_task", "rewards", "cost_tokens"):
+        assert_real_png(run / "figures" / f"{name}.png")
+    assert (run / "report.html").read_text().count("data:image/png;base64,") == 4
