@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
     from arbitrage.teachers import Teacher
 
 WINDOW_S = 5.0
-COLUMNS = (
+COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("teacher", "left"),
     ("circuit", "left"),
     ("flight", "right"),  # calls in flight / current (adaptive) concurrency

@@ -7,6 +7,8 @@ Every call goes through the engine (``arbitrage/engine``): the durable cache fir
 (a call that already came back is never paid for twice), then the budget, the
 circuit breaker and the teacher's own limits. Retries are ours, not the HTTP
 client's, so a 429 is counted, honours ``Retry-After`` and slows only this teacher.
+The request itself goes out through ``litellm.acompletion``, or, for ``transport:
+direct``, straight to an OpenAI-compatible server (``engine/transport.py``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Teacher:
         self.stats = TeacherStats()
         self._completion_fn = completion_fn
         self._prices: tuple[float, float] | None = None
+        self._call: _CallPlan | None = None
 
     @classmethod
     def from_model(cls, name: str, model: str, **params: Any) -> Teacher:
@@ -169,9 +172,7 @@ class Teacher:
             send["api_key"] = key
         if self._completion_fn is None and not self.config.model.startswith("local/"):
             send["max_retries"] = 0  # our retries, so 429s are seen, counted and honoured
-        fn = self._completion_fn or self._transport()
-        retry_on = retryable_errors() if self._completion_fn is None else (ConnectionError,)
-        overload = _overload_errors() if self._completion_fn is None else ()
+        fn, retry_on, overload = self._call or self._plan()
         tokens = prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"])
         estimate = self._estimate(kwargs) if self.budget.limit_usd is not None else 0.0
         start = time.perf_counter()
@@ -246,12 +247,17 @@ class Teacher:
         price_in, price_out = self.prices()
         return prompt_tokens(kwargs["messages"]) * price_in + int(kwargs["max_tokens"]) * price_out
 
-    def _transport(self) -> CompletionFn:
-        if self.config.transport == "direct":
+    def _plan(self) -> _CallPlan:
+        """What to call and which failures to retry: decided once, not per call."""
+        if self._completion_fn is not None:
+            self._call = (self._completion_fn, (ConnectionError,), ())
+        elif self.config.transport == "direct":
             from arbitrage.engine.transport import direct_completion
 
-            return direct_completion
-        return completion_fn(self.config.model)
+            self._call = (direct_completion, retryable_errors(), _overload_errors())
+        else:
+            self._call = (completion_fn(self.config.model), retryable_errors(), _overload_errors())
+        return self._call
 
     def _to_generation(self, response: Any, prompt_id: str, latency: float) -> Generation:
         if isinstance(response, ChatReply):  # the direct transport: parsed, priced by token
@@ -297,6 +303,10 @@ class Teacher:
             return float(completion_cost(response) or 0.0)
         except Exception:  # unknown model in the price map: cost unknown, not an error
             return 0.0
+
+
+# The completion function, the failures it retries and those that mean "slow down".
+_CallPlan = tuple[CompletionFn, tuple[type[BaseException], ...], tuple[type[BaseException], ...]]
 
 
 def _overload_errors() -> tuple[type[BaseException], ...]:

@@ -70,7 +70,11 @@ class TeacherLimits:
                     self.in_flight += 1
                     break
                 else:
-                    await cond.wait()
+                    try:
+                        await cond.wait()
+                    except asyncio.CancelledError:
+                        cond.notify(1)  # a wake-up meant for us must not be lost
+                        raise
         try:
             if self._rpm is not None:
                 await self._rpm.acquire()
@@ -80,7 +84,10 @@ class TeacherLimits:
         finally:
             async with cond:
                 self.in_flight -= 1
-                cond.notify_all()
+                # Wake as many waiters as there are free slots (more than one after an
+                # additive increase), not all of them: thousands of queued calls must not
+                # all wake to find one slot.
+                cond.notify(max(1, self.concurrency - self.in_flight))
 
     def success(self) -> None:
         """A call returned: additive increase."""

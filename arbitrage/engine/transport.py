@@ -1,0 +1,235 @@
+"""The direct transport: OpenAI-compatible chat completions without litellm's per-call work.
+
+A teacher with ``transport: direct`` (an ``api_base`` serving ``/chat/completions``:
+vLLM, SGLang, TGI, llama.cpp server, any OpenAI-compatible proxy) posts its request
+through one ``aiohttp.ClientSession`` per event loop, shared by every such teacher,
+and gets a ``ChatReply`` back. litellm spends several milliseconds of CPU on each
+call (client and logging objects, cost lookups); this is one JSON encode, one POST
+and one JSON decode, so a teacher on a fast endpoint is no longer CPU-bound at a
+few hundred calls per second (docs/long-runs.md, "Throughput").
+
+Failures raise the litellm exception class litellm raises for the same failure
+(429 ``RateLimitError`` with the response headers, 5xx ``InternalServerError`` /
+``BadGatewayError`` / ``ServiceUnavailableError``, timeouts ``Timeout``, dropped
+connections ``APIConnectionError``, 401 ``AuthenticationError``, 400
+``BadRequestError``, a body that is not a completion ``InternalServerError``), so
+the teacher's retries, circuit breaker and AIMD limits treat both transports alike.
+The API key travels only in the ``Authorization`` header and is scrubbed from
+every error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import urllib.parse
+import urllib.request
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arbitrage.llm import scrub
+from arbitrage.records import Usage
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# Keys of a litellm request that are not part of the OpenAI request body.
+_NOT_IN_BODY = frozenset(
+    {"model", "messages", "api_base", "api_key", "timeout", "max_retries", "num_retries"}
+)
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One parsed chat completion: what a ``Generation`` needs, nothing more."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+async def direct_completion(
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    api_base: str,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    **params: Any,
+) -> ChatReply:
+    """POST one chat completion to ``{api_base}/chat/completions``.
+
+    Takes ``litellm.acompletion``'s keyword arguments: ``model`` loses its provider
+    prefix (``openai/``, ``hosted_vllm/``), every other parameter is a body field,
+    except ``extra_headers`` (sent as headers), ``extra_body`` (merged into the
+    body) and litellm's own retry counts (ignored: retries are the teacher's).
+
+    Raises:
+        litellm.exceptions.*: as litellm raises them for the same failure.
+    """
+    import aiohttp
+
+    body: dict[str, Any] = {"model": model.split("/", 1)[-1], "messages": messages}
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    for name, value in params.items():
+        if name == "extra_headers":
+            headers.update(value or {})
+        elif name == "extra_body":
+            body.update(value or {})
+        elif name not in _NOT_IN_BODY:
+            body[name] = value
+    url = api_base.rstrip("/") + "/chat/completions"
+    session = await _session()
+    try:
+        async with session.post(
+            url,
+            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            headers=headers,
+            timeout=_timeout(float(timeout)),
+            proxy=_proxy(url),
+        ) as response:
+            raw = await response.read()
+            if not 200 <= response.status < 300:
+                text = _error_text(raw)
+                raise _error(model, api_key, response.status, text, dict(response.headers), url)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise _error(model, api_key, 408, f"no answer within {timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise _error(model, api_key, 0, f"connection failed: {type(exc).__name__}: {exc}") from None
+    try:
+        return _parse(json.loads(raw))
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise _error(model, api_key, 500, f"the answer is not a chat completion ({exc})") from None
+
+
+def _parse(data: dict[str, Any]) -> ChatReply:
+    choice = data["choices"][0]
+    content = choice.get("message", {}).get("content")
+    usage = data.get("usage") or {}
+    return ChatReply(
+        text=content if isinstance(content, str) else "",
+        finish_reason=str(choice.get("finish_reason") or ""),
+        usage=Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        ),
+    )
+
+
+def _error_text(raw: bytes) -> str:
+    """The server's error message (OpenAI's ``{"error": {"message": ...}}``), else its body."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        error = json.loads(text).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)[:300]
+    except (ValueError, AttributeError):
+        pass
+    return text[:300]
+
+
+def _error(
+    model: str,
+    api_key: str | None,
+    status: int,
+    text: str,
+    headers: dict[str, str] | None = None,
+    url: str = "",
+) -> Exception:
+    """litellm's exception for an HTTP status (0: no answer at all), the key scrubbed."""
+    import httpx
+
+    from arbitrage.llm import litellm
+
+    exc = litellm().exceptions
+    message = scrub(f"direct transport: {text}", [api_key or ""])
+    provider = model.split("/", 1)[0]
+    if status == 0:
+        return exc.APIConnectionError(message, provider, model)  # type: ignore[no-any-return]
+    if status in (408, 504):
+        return exc.Timeout(message, model, provider, exception_status_code=status)  # type: ignore[no-any-return]
+    response = httpx.Response(
+        status, headers=headers or {}, request=httpx.Request("POST", url or "http://teacher")
+    )
+    kinds = {
+        400: exc.BadRequestError,
+        401: exc.AuthenticationError,
+        403: exc.PermissionDeniedError,
+        404: exc.NotFoundError,
+        422: exc.BadRequestError,
+        429: exc.RateLimitError,
+        502: exc.BadGatewayError,
+        503: exc.ServiceUnavailableError,
+    }
+    kind = kinds.get(status) or (exc.InternalServerError if status >= 500 else None)
+    if kind is None:
+        error = exc.APIError(status, message, provider, model, response=response)
+    else:
+        error = kind(message, provider, model, response=response)
+    error.litellm_response_headers = response.headers  # where litellm keeps Retry-After
+    return error  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=seconds)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy(url: str) -> str | None:
+    """The ``HTTP(S)_PROXY`` for ``url`` unless ``NO_PROXY`` exempts it, looked up once."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+# One session per event loop (aiohttp sessions belong to the loop that made them).
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    held = _SESSIONS.get(loop)
+    if held is not None and not held[0].closed:
+        return held[0]  # type: ignore[no-any-return]
+    import aiohttp
+
+    # No connection cap here: each teacher's limits bound its calls in flight.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    keeper = _close_at_shutdown(loop, session)
+    _SESSIONS[loop] = (session, keeper)
+    await keeper.__anext__()
+    return session
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+) -> AsyncIterator[None]:
+    # A suspended async generator is closed by the loop's shutdown_asyncgens(), which
+    # asyncio.run() calls before closing the loop: the session closes cleanly there,
+    # and the entry goes (the session refers to its loop, which would keep both alive).
+    try:
+        yield
+    finally:
+        _SESSIONS.pop(loop, None)
+        await session.close()
+
+
+async def close() -> None:
+    """Close this event loop's shared session now (``asyncio.run`` does it at exit)."""
+    held = _SESSIONS.get(asyncio.get_running_loop())
+    if held is not None:
+        await held[1].aclose()
