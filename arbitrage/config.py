@@ -11,13 +11,23 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from arbitrage.errors import ConfigError
 from arbitrage.languages import check_code
 
+# Model prefixes of the OpenAI-compatible providers that ``transport: direct`` serves.
+DIRECT_PREFIXES = ("openai/", "hosted_vllm/")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
@@ -77,12 +87,18 @@ class PoolConfig(_Strict):
 
 
 class TeacherConfig(_Strict):
-    """One teacher: a litellm model string and its call parameters."""
+    """One teacher: a litellm model string and its call parameters.
+
+    ``transport``: ``litellm`` (any provider), or ``direct`` for an OpenAI-compatible
+    ``api_base`` with an ``openai/`` or ``hosted_vllm/`` model: one shared aiohttp
+    session instead of litellm's per-call work (docs/long-runs.md, "Throughput").
+    """
 
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
     api_base: str | None = None
     api_key_env: str | None = None
+    transport: Literal["litellm", "direct"] = "litellm"
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1)
     max_concurrency: int = Field(8, ge=1)
@@ -100,6 +116,23 @@ class TeacherConfig(_Strict):
         if value is not None and (not value or not value.replace("_", "").isalnum()):
             raise ValueError(
                 "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key"
+            )
+        return value
+
+    @field_validator("transport")
+    @classmethod
+    def _direct(cls, value: str, info: ValidationInfo) -> str:
+        if value != "direct":
+            return value
+        if not info.data.get("api_base"):
+            raise ValueError(
+                "'direct' needs api_base (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)"
+            )
+        model = str(info.data.get("model", ""))
+        if not model.startswith(DIRECT_PREFIXES):
+            raise ValueError(
+                f"'direct' speaks the OpenAI chat API only: model {model!r} does not start "
+                f"with {' or '.join(DIRECT_PREFIXES)}"
             )
         return value
 
@@ -133,6 +166,20 @@ class BreakerConfig(_Strict):
 
     failures: int = Field(5, ge=1)
     cooldown_s: float = Field(60.0, gt=0)
+
+
+class RayConfig(_Strict):
+    """How a Ray run is spread (``engine: ray``; see docs/cluster.md).
+
+    ``workers``: generation actors; ``reward_workers``: reward actors, each with
+    ``reward_gpus`` GPUs (``null``: one where the cluster has GPUs and the reward is a
+    model, else none); ``num_cpus``: CPUs of a local instance (``null``: all).
+    """
+
+    workers: int = Field(2, ge=1)
+    reward_workers: int = Field(1, ge=1)
+    reward_gpus: float | None = Field(None, ge=0)
+    num_cpus: int | None = Field(None, ge=1)
 
 
 class DedupConfig(_Strict):
@@ -210,6 +257,9 @@ class RunConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     budget_usd: float | None = Field(None, gt=0)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
     def _names(self) -> RunConfig:

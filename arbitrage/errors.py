@@ -9,7 +9,8 @@
     ├── RoutingError       a router returned an unusable assignment
     ├── ModelNotAvailable  a local model's weights or backend are not installed
     ├── BudgetExceeded     the run would cross its budget
-    └── NoTeacherAvailable every teacher's circuit breaker is open
+    ├── NoTeacherAvailable every teacher's circuit breaker is open
+    └── ClusterError       Ray could not be reached, or a worker died past its restarts
 
 The CLI prints ``str(error)`` of any of these as one line and exits non-zero.
 """
@@ -74,3 +75,7 @@ class BudgetExceeded(ArbitrageError):
 
 class NoTeacherAvailable(ArbitrageError):
     """Every teacher's circuit breaker is open: the run stops, keeping what is done."""
+
+
+class ClusterError(ArbitrageError):
+    """``engine: ray``: the cluster could not be reached, or a worker died for good."""

@@ -58,7 +58,7 @@ def config_hash(config: RunConfig) -> str:
     data.pop("out", None)
     data.pop("mixture", None)
     # How calls are made (cache, budget, breaker, rate limits, prices) never changes results.
-    for key in ("cache", "breaker", "budget_usd"):
+    for key in ("cache", "breaker", "budget_usd", "engine", "ray_address", "ray"):
         data.pop(key, None)
     for teacher in data.get("teachers", []):
         for key in ENGINE_KEYS:
@@ -74,6 +74,10 @@ def preflight(config: RunConfig) -> None:
     from routers import get_router
 
     get_router(config.router.name, [t.name for t in config.teachers], **config.router.params)
+    if config.engine == "ray":
+        from arbitrage.cluster import require_ray
+
+        require_ray()
     if config.reward.kind not in REWARDS:
         raise ConfigError(
             f"unknown reward kind {config.reward.kind!r}{closest_hint(config.reward.kind, REWARDS)}"
@@ -230,6 +234,10 @@ async def arun_config(
     from routers import get_router
 
     preflight(config)
+    if config.engine == "ray":
+        from arbitrage.cluster import arun_ray
+
+        return await arun_ray(config, progress=progress, reward_model=reward_model, panel=panel)
     teachers = engine_teachers(config)
     if panel is not None:
         panel.attach(teachers)

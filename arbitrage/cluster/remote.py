@@ -1,0 +1,150 @@
+"""The teachers and the reward model the driver's loop sees: stand-ins whose calls
+actors make (``Arbitrage`` is the single-process one, unchanged)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from arbitrage.cluster.workers import OverBudget, Refused
+from arbitrage.config import TeacherConfig
+from arbitrage.engine.breaker import CircuitBreaker
+from arbitrage.engine.budget import Budget
+from arbitrage.engine.cache import CallCache, request_key
+from arbitrage.errors import BudgetExceeded, ClusterError, RewardError, TeacherUnavailable
+from arbitrage.records import Generation, Prompt
+from arbitrage.teachers import Teacher
+from reward.base import RewardModel, Score
+
+MAX_RESTARTS = 3  # of a worker; then its calls fail and the run stops (resumable)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Dispatch:
+    """Sends each call to the generation worker with the fewest calls of that teacher in
+    flight (then the fewest in all), so every teacher's calls spread over every worker."""
+
+    def __init__(self, workers: Sequence[Any]) -> None:
+        self.workers = list(workers)
+        self._load = [0] * len(self.workers)
+        self._teacher_load: dict[str, list[int]] = {}
+
+    async def generate(self, teacher: str, prompt: Prompt) -> Generation | Refused | OverBudget:
+        from ray.exceptions import RayError, RayTaskError
+
+        per = self._teacher_load.setdefault(teacher, [0] * len(self.workers))
+        i = min(range(len(self.workers)), key=lambda w: (per[w], self._load[w]))
+        self._load[i] += 1
+        per[i] += 1
+        try:
+            reply: Generation | Refused | OverBudget = await self.workers[i].generate.remote(
+                teacher, prompt
+            )
+            return reply
+        except RayTaskError as exc:  # raised in the worker: a bug, not a death
+            cause = getattr(exc, "cause", None) or exc
+            raise ClusterError(
+                f"generation worker {i} failed: {type(cause).__name__}: {first_line(cause)}"
+            ) from None
+        except RayError as exc:
+            raise ClusterError(
+                f"generation worker {i} died past {MAX_RESTARTS} restarts "
+                f"({first_line(exc)}); finished prompts are saved - rerun the same command "
+                "to resume"
+            ) from None
+        finally:
+            self._load[i] -= 1
+            per[i] -= 1
+
+
+class MirrorBreaker(CircuitBreaker):
+    """The gate's view of a teacher's circuit, as of the driver's last look (for reports)."""
+
+    mirrored = "closed"
+
+    @property
+    def state(self) -> str:
+        return self.mirrored
+
+
+class RemoteTeacher(Teacher):
+    """What the loop sees of a teacher: the run's call cache answers what it holds, a
+    generation worker the rest, and its answer is stored the moment it arrives."""
+
+    def __init__(
+        self, config: TeacherConfig, dispatch: Dispatch, budget: Budget, cache: CallCache | None
+    ) -> None:
+        super().__init__(config, budget=budget, breaker=MirrorBreaker(config.name), cache=cache)
+        self._dispatch = dispatch
+        self._open_until = 0.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    async def agenerate(self, prompt: Prompt) -> Generation:
+        key = ""
+        if self.cache is not None:
+            key = request_key(self.request(prompt.messages(), key=prompt.id))
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cached += 1
+                return dataclasses.replace(hit, prompt_id=prompt.id, teacher=self.name)
+        reply = await self._dispatch.generate(self.name, prompt)
+        if isinstance(reply, Refused):
+            self._open_until = time.monotonic() + reply.retry_in_s
+            raise TeacherUnavailable(
+                f"teacher {self.name!r} is out of rotation (circuit open)",
+                teacher=self.name,
+                prompt_id=prompt.id,
+            )
+        if isinstance(reply, OverBudget):
+            raise BudgetExceeded(reply.message)
+        if self.cache is not None:
+            self.cache.put(key, reply)  # failed calls are not stored: a rerun retries them
+        return reply
+
+
+class RemoteReward(RewardModel):
+    """What the loop sees of the reward model: each batch is split over the reward workers.
+
+    Chunks are multiples of ``multiple`` (the model's own batch size), so a model that
+    batches in order sees the batches it would see in one process.
+    """
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(self, workers: Sequence[Any], multiple: int, description: str) -> None:
+        self.workers = list(workers)
+        self.multiple = max(1, multiple)
+        self.description = description
+
+    async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
+        from ray.exceptions import RayError, RayTaskError
+
+        if not pairs:
+            return []
+        size = -(-len(pairs) // len(self.workers))
+        size = -(-size // self.multiple) * self.multiple
+        chunks = [list(pairs[i : i + size]) for i in range(0, len(pairs), size)]
+        try:
+            scored = await asyncio.gather(
+                *(w.score.remote(c) for w, c in zip(self.workers, chunks, strict=False))
+            )
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise RewardError(first_line(exc)) from None
+        except RayError as exc:
+            raise ClusterError(f"reward worker failed: {first_line(exc)}") from None
+        return [score for chunk in scored for score in chunk]
+
+    def describe(self) -> str:
+        return self.description
