@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import contextlib
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -28,45 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopback import loopback_server
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("BENCH_KEY", "sk-bench")
-
-
-def _serve(port: int, latency_s: float) -> None:
-    from aiohttp import web
-
-    async def complete(request: web.Request) -> web.Response:
-        body = await request.json()
-        await asyncio.sleep(latency_s)
-        text = "Fine.\nScore: 7" if body.get("model") == "judge" else "A short answer."
-        return web.json_response(
-            {
-                "id": "chatcmpl-bench",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", ""),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            }
-        )
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", complete)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Clock:
@@ -224,18 +190,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="arbitrage-scale-"))
     ray_tmp = tempfile.mkdtemp(prefix="arb-ray-")
-    port = _free_port()
-    server = multiprocessing.Process(
-        target=_serve, args=(port, args.latency_ms / 1000), daemon=True
-    )
-    server.start()
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    url = f"http://127.0.0.1:{port}/v1"
+    server = contextlib.ExitStack()
+    url = server.enter_context(loopback_server(args.latency_ms))
     ray.init(
         _temp_dir=ray_tmp, include_dashboard=False, configure_logging=False, log_to_driver=False
     )
@@ -263,7 +219,7 @@ def main() -> None:
             )
     finally:
         ray.shutdown()
-        server.terminate()
+        server.close()
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 

@@ -33,15 +33,15 @@ import asyncio
 import gc
 import multiprocessing
 import os
-import socket
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from loopback import loopback_server
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("BENCH_KEY", "sk-bench")
-ANSWER = "A short answer."
 
 
 @dataclass(frozen=True)
@@ -51,40 +51,6 @@ class Row:
     processes: int = 1
     freeze: bool = False
     httpx: bool = False
-
-
-def _serve(port: int, latency_s: float) -> None:
-    from aiohttp import web
-
-    async def complete(request: web.Request) -> web.Response:
-        body = await request.json()
-        await asyncio.sleep(latency_s)
-        return web.json_response(
-            {
-                "id": "chatcmpl-bench",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", ""),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": ANSWER},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-            }
-        )
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", complete)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sender(row: Row, url: str) -> tuple[Any, Any]:
@@ -215,18 +181,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4))
     args = parser.parse_args()
-    port = _free_port()
-    server = multiprocessing.Process(
-        target=_serve, args=(port, args.latency_ms / 1000), daemon=True
-    )
-    server.start()
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    with loopback_server(args.latency_ms) as url:
+        table(url, args)
+
+
+def table(url: str, args: argparse.Namespace) -> None:
     n = args.processes
     rows = [
         Row("litellm, prices each answer twice", "twice"),
@@ -247,26 +206,23 @@ def main() -> None:
     header = f"{'configuration':<34}" + "".join(f"{f'c={c}':>9}" for c in levels)
     print(header + f"{'% of raw at c=64 / 256':>26}")
     results: dict[str, list[float | None]] = {}
-    try:
-        for row in rows:
-            calls = args.calls if row.kind in ("litellm", "twice") else 4 * args.calls
-            plan = [(calls, c, args.repeat) if c > 1 else (32, c, 1) for c in levels]
-            results[row.label] = _measure(row, url, plan)
-        raw = results[rows[-1].label]
-        for row in rows:
-            cells = results[row.label]
-            line = f"{row.label:<34}" + "".join(
-                f"{'-':>9}" if v is None else f"{v:>9.1f}" for v in cells
-            )
-            share = " / ".join(
-                "-" if v is None or r is None else f"{100 * v / r:.0f}%"
-                for v, r in zip(cells[1:], raw[1:], strict=True)
-            )
-            print(f"{line}{share:>26}")
-        ideal = "".join(f"{c / (args.latency_ms / 1000):>9.0f}" for c in levels)
-        print(f"{'ideal (c / latency)':<34}{ideal}")
-    finally:
-        server.terminate()
+    for row in rows:
+        calls = args.calls if row.kind in ("litellm", "twice") else 4 * args.calls
+        plan = [(calls, c, args.repeat) if c > 1 else (32, c, 1) for c in levels]
+        results[row.label] = _measure(row, url, plan)
+    raw = results[rows[-1].label]
+    for row in rows:
+        cells = results[row.label]
+        line = f"{row.label:<34}" + "".join(
+            f"{'-':>9}" if v is None else f"{v:>9.1f}" for v in cells
+        )
+        share = " / ".join(
+            "-" if v is None or r is None else f"{100 * v / r:.0f}%"
+            for v, r in zip(cells[1:], raw[1:], strict=True)
+        )
+        print(f"{line}{share:>26}")
+    ideal = "".join(f"{c / (args.latency_ms / 1000):>9.0f}" for c in levels)
+    print(f"{'ideal (c / latency)':<34}{ideal}")
 
 
 if __name__ == "__main__":
