@@ -244,6 +244,28 @@ def test_the_budget_holds_across_workers(tmp_path, stub, ray_instance, capsys):
     assert 0 < len(teacher_keys(stub)) <= 15
 
 
+def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_instance):
+    from stub_server import Reply
+
+    stub.set_handler("alpha", lambda m: "ALPHA answers: " + m[-1]["content"][:40])
+    stub.set_handler("beta", lambda m: Reply("down", status=503))
+    stub.set_handler("judge", judge)
+    config = write(
+        tmp_path, "run", stub.url, batch_size=6, breaker={"failures": 3, "cooldown_s": 600}
+    )
+    assert main(["run", str(config), "--engine", "ray"]) == 0
+    rows = lines(tmp_path / "run", "mixture.jsonl")
+    assert len(rows) == 24 and {json.loads(r)["teacher"] for r in rows} == {"alpha"}
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert ("beta", "open") in [(e["teacher"], e["state"]) for e in report["breaker"]]
+    # one breaker for the run, not one per worker: after it opened in the first batch,
+    # later batches were routed around beta before any call
+    later = routes(tmp_path / "run")[6:]
+    assert later and all(teachers == ["alpha"] for _, _, teachers in later)
+    beta_calls = [k for k in teacher_keys(stub) if k[0] == "beta"]
+    assert len(beta_calls) <= 6 * 3  # the first batch, with its retries
+
+
 def test_engine_ray_without_ray_installed_is_one_clear_line(tmp_path, stub, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     config = write(tmp_path, "run", stub.url)
