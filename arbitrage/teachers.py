@@ -181,6 +181,7 @@ class Teacher:
         for attempt in range(attempts):
             self.budget.reserve(estimate, teacher=self.name)
             actual = 0.0
+            retry_after: float | None = None
             try:
                 if not self.breaker.allow():
                     raise TeacherUnavailable(
@@ -194,6 +195,13 @@ class Teacher:
                         response = await fn(**send)
                     except retry_on as exc:
                         error = exc
+                        if isinstance(exc, overload):
+                            # Before the slot is given back (as the breaker's count below),
+                            # so no waiting call on any worker slips in ahead of the pause.
+                            retry_after = _retry_after(exc)
+                            self.limits.overloaded(retry_after)
+                            self.stats.rate_limited += 1
+                        self.breaker.failure(type(exc).__name__)
                     except Exception as exc:  # not retryable: 4xx, bad request, broken provider
                         self.stats.failed += 1
                         return self._failed(prompt_id, self._message(exc, key), start)
@@ -206,12 +214,6 @@ class Teacher:
                         return gen
             finally:
                 self.budget.settle(estimate, actual)
-            retry_after = None
-            if isinstance(error, overload):
-                retry_after = _retry_after(error)
-                self.limits.overloaded(retry_after)
-                self.stats.rate_limited += 1
-            self.breaker.failure(type(error).__name__)
             if attempt + 1 == attempts:
                 break
             self.stats.retries += 1

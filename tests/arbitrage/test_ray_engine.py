@@ -266,6 +266,35 @@ def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_ins
     assert len(beta_calls) <= 6 * 3  # the first batch, with its retries
 
 
+def test_retry_after_pauses_the_teacher_on_every_worker(tmp_path, stub, ray_instance):
+    from stub_server import Reply
+
+    lock, seen = threading.Lock(), []
+
+    def alpha(messages):
+        with lock:
+            seen.append(time.monotonic())
+            first = len(seen) == 3
+        if first:  # the third request: slow down, for 2 s
+            return Reply("slow down", status=429, headers={"Retry-After": "2"})
+        return "ALPHA answers: " + messages[-1]["content"][:40]
+
+    stub.set_handler("alpha", alpha)
+    stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"][:40])
+    stub.set_handler("judge", judge)
+    data = stub_config(str(tmp_path / "run"), stub.url, batch_size=6)
+    data["pool"]["n_prompts"] = 12
+    for t in data["teachers"]:
+        t["max_concurrency"] = 1  # one alpha call at a time across both workers
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    assert main(["run", str(tmp_path / "c.yaml"), "--engine", "ray"]) == 0
+
+    assert len(lines(tmp_path / "run", "mixture.jsonl")) == 12
+    throttled = seen[2]
+    after = [t - throttled for t in seen[3:]]
+    assert after and min(after) >= 1.9  # no worker sent alpha anything during the pause
+
+
 def test_engine_ray_without_ray_installed_is_one_clear_line(tmp_path, stub, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     config = write(tmp_path, "run", stub.url)
