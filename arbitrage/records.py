@@ -81,6 +81,15 @@ class Usage(_Record):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @classmethod
+    def from_response(cls, response: Any) -> Usage:
+        """The counts of a litellm / OpenAI-style response (0 where it gives none)."""
+        usage = getattr(response, "usage", None)
+        return cls(
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        )
+
 
 @dataclass(frozen=True)
 class Generation(_Record):

@@ -25,7 +25,13 @@ from typing import Any
 
 from arbitrage.config import RunConfig, TeacherConfig
 from arbitrage.engine.breaker import CircuitBreaker
-from arbitrage.engine.budget import Budget, prompt_tokens, teacher_prices
+from arbitrage.engine.budget import (
+    Budget,
+    prompt_tokens,
+    teacher_prices,
+    usage_usd,
+    worst_case_usd,
+)
 from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.engine.transport import ChatReply
@@ -174,7 +180,11 @@ class Teacher:
             send["max_retries"] = 0  # our retries, so 429s are seen, counted and honoured
         fn, retry_on, overload = self._call or self._plan()
         tokens = prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"])
-        estimate = self._estimate(kwargs) if self.budget.limit_usd is not None else 0.0
+        estimate = (
+            self.worst_case_usd(kwargs["messages"], int(kwargs["max_tokens"]))
+            if self.budget.limit_usd is not None
+            else 0.0
+        )
         start = time.perf_counter()
         attempts = self.config.retries + 1
         error: BaseException | None = None
@@ -245,9 +255,11 @@ class Teacher:
             self._prices = teacher_prices(self.config)
         return self._prices
 
-    def _estimate(self, kwargs: dict[str, Any]) -> float:
-        price_in, price_out = self.prices()
-        return prompt_tokens(kwargs["messages"]) * price_in + int(kwargs["max_tokens"]) * price_out
+    def worst_case_usd(
+        self, messages: list[dict[str, str]], max_tokens: int | None = None
+    ) -> float:
+        """The most a call with ``messages`` may cost (what the budget reserves for it)."""
+        return worst_case_usd(messages, max_tokens or self.config.max_tokens, self.prices())
 
     def _plan(self) -> _CallPlan:
         """What to call and which failures to retry: decided once, not per call."""
@@ -264,16 +276,12 @@ class Teacher:
     def _to_generation(self, response: Any, prompt_id: str, latency: float) -> Generation:
         if isinstance(response, ChatReply):  # the direct transport: parsed, priced by token
             text, finish_reason, counted = response.text, response.finish_reason, response.usage
-            cost = self._priced(counted)
+            cost = usage_usd(counted, self.prices())
         else:
             choice = response.choices[0]
             text = getattr(choice.message, "content", None) or ""
             finish_reason = str(choice.finish_reason or "")
-            usage = getattr(response, "usage", None)
-            counted = Usage(
-                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            )
+            counted = Usage.from_response(response)
             cost = self._cost(response, counted)
         return Generation(
             prompt_id=prompt_id,
@@ -286,14 +294,10 @@ class Teacher:
             latency_s=latency,
         )
 
-    def _priced(self, usage: Usage) -> float:
-        price_in, price_out = self.prices()
-        return usage.prompt_tokens * price_in + usage.completion_tokens * price_out
-
     def _cost(self, response: Any, usage: Usage) -> float:
         cfg = self.config
         if cfg.input_cost_per_mtok is not None or cfg.output_cost_per_mtok is not None:
-            return self._priced(usage)
+            return usage_usd(usage, self.prices())
         if cfg.model.startswith("local/"):
             return 0.0
         # litellm priced the response already (None: not in its price map); pricing it

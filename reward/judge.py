@@ -14,11 +14,11 @@ import re
 import unicodedata
 from typing import Any, ClassVar
 
-from arbitrage.engine.budget import Budget, price_per_token, prompt_tokens
+from arbitrage.engine.budget import Budget, price_per_token, usage_usd, worst_case_usd
 from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.errors import ConfigError
 from arbitrage.llm import CompletionFn, scrub
-from arbitrage.records import Generation, Prompt
+from arbitrage.records import Generation, Prompt, Usage
 from reward.base import RewardModel, Score
 
 logger = logging.getLogger(__name__)
@@ -184,17 +184,12 @@ class JudgeReward(RewardModel):
         """Reserve the call's worst case against the budget (raises ``BudgetExceeded``)."""
         if self.budget is None or self.budget.limit_usd is None:
             return 0.0
-        price_in, price_out = self.prices()
-        estimate = prompt_tokens(kwargs["messages"]) * price_in + self.max_tokens * price_out
+        estimate = worst_case_usd(kwargs["messages"], self.max_tokens, self.prices())
         self.budget.reserve(estimate, teacher="judge")
         return estimate
 
     def _cost(self, response: Any) -> float:
-        usage = getattr(response, "usage", None)
-        price_in, price_out = self.prices()
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return tokens_in * price_in + tokens_out * price_out
+        return usage_usd(Usage.from_response(response), self.prices())
 
     def describe(self) -> str:
         return f"judge({self.model}, scale {self.scale[0]}-{self.scale[1]})"

@@ -18,7 +18,6 @@ from typing import Any
 
 from arbitrage.config import RunConfig
 from arbitrage.engine.breaker import CircuitBreaker
-from arbitrage.engine.budget import prompt_tokens
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.errors import TeacherUnavailable
 from arbitrage.records import Generation, Prompt
@@ -135,9 +134,7 @@ class GenerationWorker:
         t = self.teachers[teacher]
         estimate = 0.0
         if self.limited:
-            price_in, price_out = t.prices()
-            tokens_in = prompt_tokens(prompt.messages())
-            estimate = tokens_in * price_in + t.config.max_tokens * price_out
+            estimate = t.worst_case_usd(prompt.messages())
             stop = await self.gate.reserve.remote(self.incarnation, teacher, estimate)
             if stop is not None:
                 return OverBudget(stop)

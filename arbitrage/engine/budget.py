@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.errors import BudgetExceeded
+from arbitrage.records import Usage
 
 if TYPE_CHECKING:
     from arbitrage.config import TeacherConfig
@@ -48,6 +49,18 @@ def teacher_prices(config: TeacherConfig) -> tuple[float, float]:
 def prompt_tokens(messages: list[dict[str, str]]) -> int:
     """A rough token count (4 characters a token), for reservations and estimates."""
     return len(json.dumps(messages, ensure_ascii=False)) // 4 + 4
+
+
+def worst_case_usd(
+    messages: list[dict[str, str]], max_tokens: int, prices: tuple[float, float]
+) -> float:
+    """What a call may cost at most: its prompt (estimated) plus ``max_tokens`` of answer."""
+    return prompt_tokens(messages) * prices[0] + max_tokens * prices[1]
+
+
+def usage_usd(usage: Usage, prices: tuple[float, float]) -> float:
+    """What a call cost, from the tokens it used."""
+    return usage.prompt_tokens * prices[0] + usage.completion_tokens * prices[1]
 
 
 class Budget:
