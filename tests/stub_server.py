@@ -58,6 +58,28 @@ def default_answer(model: str, messages: list[dict[str, Any]]) -> str:
     return f"Answer from {model}: " + " ".join(str(content).split()[:8])
 
 
+class Scripted:
+    """A handler whose n-th request (counted from 1) gets ``faults[n]`` where there is
+    one, and ``answer`` otherwise (a string, or a function of the messages); ``times``
+    holds when each request arrived (``time.monotonic()``)."""
+
+    def __init__(
+        self, faults: dict[int, Reply], answer: str | Callable[[list[dict[str, Any]]], str]
+    ) -> None:
+        self.faults = faults
+        self.answer = answer
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, messages: list[dict[str, Any]]) -> str | Reply:
+        with self._lock:
+            self.times.append(time.monotonic())
+            n = len(self.times)
+        if n in self.faults:
+            return self.faults[n]
+        return self.answer if isinstance(self.answer, str) else self.answer(messages)
+
+
 class PeakInFlight:
     """A handler that answers ``text`` after ``delay_s`` and records ``peak``: the most
     requests it was answering at once (a concurrency limit, seen from the server)."""

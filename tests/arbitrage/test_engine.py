@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stub_server import PeakInFlight, Reply, stub_config
+from stub_server import PeakInFlight, Reply, Scripted, stub_config
 
 from arbitrage.cli import main
 from arbitrage.engine import CircuitBreaker, TeacherLimits, request_key
@@ -127,14 +127,8 @@ async def answer_all(t: Teacher, prompts=PROMPTS):
 
 
 def test_retry_after_is_honoured_and_halves_concurrency(stub):
-    times: list[float] = []
-
-    def limited(messages):
-        times.append(time.monotonic())
-        if len(times) == 1:
-            return Reply("slow down", status=429, headers={"Retry-After": "1"})
-        return "fine"
-
+    limited = Scripted({1: Reply("slow down", status=429, headers={"Retry-After": "1"})}, "fine")
+    times = limited.times
     stub.set_handler("t", limited)
     t = teacher(stub.url, max_concurrency=8, retries=2)
     start = time.monotonic()

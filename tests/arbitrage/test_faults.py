@@ -11,7 +11,7 @@ import threading
 
 import pytest
 import yaml
-from stub_server import Reply, stub_config
+from stub_server import Reply, Scripted, stub_config
 
 from arbitrage.cli import main
 from arbitrage.records import Outcome, Prompt
@@ -32,20 +32,6 @@ def teacher(url: str, **params) -> Teacher:
     return Teacher.from_model("t", "openai/t", api_base=url, api_key_env="STUB_KEY", **params)
 
 
-def fails_then_answers(fault: Reply, times: int = 1):
-    """A handler that breaks the first ``times`` requests with ``fault``, then answers."""
-    lock = threading.Lock()
-    seen = [0]
-
-    def handler(messages):
-        with lock:
-            seen[0] += 1
-            n = seen[0]
-        return fault if n <= times else "The Loire."
-
-    return handler
-
-
 TRANSIENT = {
     "429 with Retry-After": Reply("slow down", status=429, headers={"Retry-After": "0.2"}),
     "500": Reply("internal", status=500),
@@ -57,7 +43,7 @@ TRANSIENT = {
 
 @pytest.mark.parametrize("fault", list(TRANSIENT), ids=list(TRANSIENT))
 def test_transient_fault_is_retried_and_the_answer_kept(stub, fault):
-    stub.set_handler("t", fails_then_answers(TRANSIENT[fault]))
+    stub.set_handler("t", Scripted({1: TRANSIENT[fault]}, "The Loire."))
     t = teacher(stub.url)
     gen = asyncio.run(t.agenerate(PROMPT))
     assert gen.status == "ok" and gen.text == "The Loire."

@@ -267,18 +267,14 @@ def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_ins
 
 
 def test_retry_after_pauses_the_teacher_on_every_worker(tmp_path, stub, ray_instance):
-    from stub_server import Reply
+    from stub_server import Reply, Scripted
 
-    lock, seen = threading.Lock(), []
-
-    def alpha(messages):
-        with lock:
-            seen.append(time.monotonic())
-            first = len(seen) == 3
-        if first:  # the third request: slow down, for 2 s
-            return Reply("slow down", status=429, headers={"Retry-After": "2"})
-        return "ALPHA answers: " + messages[-1]["content"][:40]
-
+    # the third request: slow down, for 2 s
+    alpha = Scripted(
+        {3: Reply("slow down", status=429, headers={"Retry-After": "2"})},
+        lambda m: "ALPHA answers: " + m[-1]["content"][:40],
+    )
+    seen = alpha.times
     stub.set_handler("alpha", alpha)
     stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"][:40])
     stub.set_handler("judge", judge)

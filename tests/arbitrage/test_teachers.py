@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from stub_server import PeakInFlight, Reply
+from stub_server import PeakInFlight, Reply, Scripted
 
 from arbitrage.cli import main
 from arbitrage.records import Prompt
@@ -49,16 +49,11 @@ def test_max_concurrency_bounds_calls_in_flight(stub_server):
 
 
 def test_rate_limit_is_retried_then_succeeds(stub_server):
-    calls = []
-
-    def flaky(messages):
-        calls.append(1)
-        return Reply("slow down", status=429) if len(calls) == 1 else "fine"
-
+    flaky = Scripted({1: Reply("slow down", status=429)}, "fine")
     stub_server.set_handler("t", flaky)
     gen = asyncio.run(teacher(stub_server.url, retries=2).agenerate(PROMPT))
     assert gen.ok and gen.text == "fine"
-    assert len(calls) == 2
+    assert len(flaky.times) == 2
 
 
 def test_auth_error_is_not_retried_and_becomes_data(stub_server):

@@ -3,10 +3,9 @@
 import asyncio
 import dataclasses
 import json
-import time
 
 import pytest
-from stub_server import Reply
+from stub_server import Reply, Scripted
 
 from arbitrage.config import parse_config
 from arbitrage.engine.transport import direct_completion
@@ -66,14 +65,8 @@ def test_params_go_into_the_body(stub_server):
 
 
 def test_rate_limit_with_retry_after_is_honoured_then_retried(stub_server):
-    times: list[float] = []
-
-    def limited(messages):
-        times.append(time.monotonic())
-        if len(times) == 1:
-            return Reply("slow down", status=429, headers={"Retry-After": "1"})
-        return "fine"
-
+    limited = Scripted({1: Reply("slow down", status=429, headers={"Retry-After": "1"})}, "fine")
+    times = limited.times
     stub_server.set_handler("t", limited)
     t = teacher(stub_server.url, max_concurrency=8, retries=2)
     gen = generate(t)
