@@ -40,6 +40,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("run_dir")
     ev.add_argument("--embedding", action="store_true", help="also cross-fit the embedding router")
+    er = sub.add_parser(
+        "eval-reward", help="agreement of a second reward with a run's reward, per language"
+    )
+    er.add_argument("run_dir")
+    er.add_argument(
+        "--kind", required=True, help="reward kind of the second scorer (pairwise, judge, hf, ...)"
+    )
+    er.add_argument("--model", help="its model (litellm string for judges)")
+    er.add_argument("--api-base", help="its endpoint, for OpenAI-compatible servers")
+    er.add_argument("--api-key-env", help="environment variable holding its API key")
+    er.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another constructor param (VALUE read as JSON if it parses); repeatable",
+    )
+    er.add_argument("--max-prompts", type=int, help="evaluate a random sample of this many prompts")
+    er.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    er.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.7,
+        help="flag languages below this agreement as unreliable (default 0.7)",
+    )
     tr = sub.add_parser("train-router", help="fit the embedding router on a reward-routed run")
     tr.add_argument("run_dir")
     tr.add_argument("--out", help="where to save it (default: RUN_DIR/router)")
@@ -184,6 +209,52 @@ def _eval_routers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_reward(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from arbitrage.errors import ConfigError
+    from arbitrage.reward_eval import build_scorer, eval_reward, table
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    scorer = build_scorer(
+        args.kind,
+        model=args.model,
+        api_base=args.api_base,
+        api_key_env=args.api_key_env,
+        params=params,
+    )
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    )
+    with progress:
+        result, png = eval_reward(
+            args.run_dir,
+            scorer,
+            max_prompts=args.max_prompts,
+            seed=args.seed,
+            min_agreement=args.min_agreement,
+            progress=progress,
+        )
+    out = Console()
+    out.print(table(result))
+    if result["unreliable"]:
+        out.print(f"unreliable: {', '.join(result['unreliable'])}")
+    out.print(f"plot: {png}, numbers: {result['run_dir']}/reward_agreement.json")
+    return 0
+
+
 def _retry_failed(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -238,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _estimate(args)
         if args.command == "eval-routers":
             return _eval_routers(args)
+        if args.command == "eval-reward":
+            return _eval_reward(args)
         if args.command == "train-router":
             return _train_router(args)
         if args.command == "report":

@@ -137,14 +137,99 @@ class TeacherConfig(_Strict):
         return value
 
 
-class RewardConfig(_Strict):
-    """The reward model: ``local`` (offline proxy), ``judge`` (LLM via litellm) or ``hf``."""
+class ScorerConfig(_Strict):
+    """One scorer: ``local`` (offline proxy), ``judge`` / ``pairwise`` (LLM via litellm) or
+    ``hf`` (a sequence-classification reward model). ``model`` is the judge or reward
+    model; ``api_base`` / ``api_key_env`` reach an LLM judge; ``params`` go to its class."""
 
     kind: str = "local"
     model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemberConfig(ScorerConfig):
+    """An ensemble member: a scorer, its ``weight`` and a ``name`` (default: its kind)."""
+
+    weight: float = Field(1.0, gt=0)
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class LanguageCheckConfig(_Strict):
+    """Language fidelity of each answer (lingua, offline).
+
+    ``gate``: an answer whose fidelity is below ``threshold`` is left unscored (it
+    cannot win); ``penalty``: the score loses ``penalty × (1 − fidelity)``; ``off``.
+    ``per_language`` maps a language to its own threshold (gate) or penalty; 0 turns
+    the check off for that language.
+    """
+
+    mode: Literal["gate", "penalty", "off"] = "gate"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    penalty: float = Field(1.0, ge=0.0)
+    per_language: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("per_language")
+    @classmethod
+    def _levels(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, level in value.items():
+            check_code(code)
+            if not isinstance(level, int | float) or level < 0:
+                raise ValueError(f"the level for {code!r} must be a number >= 0 (got {level!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> LanguageCheckConfig:
+        if self.mode == "gate" and any(v > 1 for v in self.per_language.values()):
+            raise ValueError("gate thresholds in per_language must lie in [0, 1]")
+        return self
+
+
+class LengthConfig(_Strict):
+    """Length-bias control: ``regress`` takes the per-language slope of score on log length
+    out (after ``min_samples`` answers); ``penalty`` subtracts ``per_1k_chars`` per 1,000
+    characters; ``off``."""
+
+    mode: Literal["off", "regress", "penalty"] = "off"
+    per_1k_chars: float = Field(0.1, ge=0.0)
+    min_samples: int = Field(20, ge=2)
+
+
+class RewardConfig(ScorerConfig):
+    """The reward: one scorer, or ``kind: ensemble`` with two or more ``members``; then
+    length control, per-language normalisation and the language gate, in that order."""
+
+    members: list[MemberConfig] = Field(default_factory=list)
+    normalise: Literal["none", "language"] = "none"
+    length: LengthConfig = Field(default_factory=LengthConfig)
+    language: LanguageCheckConfig = Field(default_factory=LanguageCheckConfig)
+
+    @model_validator(mode="after")
+    def _members(self) -> RewardConfig:
+        if self.kind == "ensemble":
+            if len(self.members) < 2:
+                raise ValueError("kind 'ensemble' needs at least two members")
+            if self.model or self.api_base or self.api_key_env or self.params:
+                raise ValueError(
+                    "kind 'ensemble' takes model / api_base / api_key_env / params per member"
+                )
+            labels = [m.label for m in self.members]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"ensemble members need distinct names, got {labels}")
+            if "ensemble" in {m.kind for m in self.members}:
+                raise ValueError("an ensemble member cannot itself be an ensemble")
+        elif self.members:
+            raise ValueError(f"members apply to kind 'ensemble', not {self.kind!r}")
+        return self
+
+    def scorers(self) -> list[ScorerConfig]:
+        """The scorers that make calls: the members of an ensemble, else this one."""
+        return list(self.members) if self.kind == "ensemble" else [self]
 
 
 class RouterConfig(_Strict):

@@ -118,6 +118,7 @@ class Arbitrage:
         finished = {o.prompt.id: o for o in done}
         if finished:
             self.router.replay(list(finished.values()))
+            self.reward.replay(list(finished.values()))
         todo = [p for p in prompts if p.id not in finished]
         bar = self._bar("prompts", len(prompts), completed=len(prompts) - len(todo))
         for i in range(0, len(todo), self.batch_size):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage import __version__
-from arbitrage.config import RunConfig
+from arbitrage.config import RunConfig, ScorerConfig
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.pipeline import Arbitrage, RunResult
 from arbitrage.records import Outcome, Prompt, dumps
@@ -39,6 +39,8 @@ from arbitrage.teachers import Teacher, engine_report, engine_teachers, open_cac
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from arbitrage.engine.budget import Budget
+    from arbitrage.engine.cache import CallCache
     from arbitrage.live import TeacherPanel
     from reward.base import RewardModel
 
@@ -78,33 +80,91 @@ def preflight(config: RunConfig) -> None:
         from arbitrage.cluster import require_ray
 
         require_ray()
-    if config.reward.kind not in REWARDS:
-        raise ConfigError(
-            f"unknown reward kind {config.reward.kind!r}{closest_hint(config.reward.kind, REWARDS)}"
-        )
+    for kind in [s.kind for s in config.reward.scorers()]:
+        if kind not in REWARDS:
+            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, REWARDS)}")
     envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
-    envs.append(("reward", config.reward.api_key_env))
+    envs += [("reward", s.api_key_env) for s in config.reward.scorers()]
     for who, env in envs:
         if env is not None and not os.environ.get(env):
             raise ConfigError(f"{who}: environment variable {env} is not set")
 
 
-def build_reward(config: RunConfig) -> RewardModel:
-    """The reward model a config names."""
-    from reward import get_reward
+def build_scorer(config: RunConfig) -> RewardModel:
+    """What makes the reward calls: the configured scorer, or an ensemble's ``Panel``."""
+    from reward.ensemble import Panel
+
+    if config.reward.kind == "ensemble":
+        return Panel({m.label: _scorer(m) for m in config.reward.members})
+    return _scorer(config.reward)
+
+
+def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
+    """The scorer with what the config adds: the ensemble's weighted sum, length control,
+    per-language normalisation and the language gate (stateful steps, so a cluster run
+    applies them on the driver)."""
+    from reward.calibrate import LanguageNormalised, LengthControl
+    from reward.ensemble import WeightedSum
+    from reward.gate import LanguageGate
 
     cfg = config.reward
+    reward = scorer
+    if cfg.kind == "ensemble":
+        reward = WeightedSum(reward, {m.label: m.weight for m in cfg.members})
+    if cfg.length.mode != "off":
+        reward = LengthControl(
+            reward,
+            cfg.length.mode,
+            per_1k_chars=cfg.length.per_1k_chars,
+            min_samples=cfg.length.min_samples,
+        )
+    if cfg.normalise == "language":
+        reward = LanguageNormalised(reward)
+    if cfg.language.mode != "off":
+        reward = LanguageGate(
+            reward,
+            cfg.language.mode,
+            threshold=cfg.language.threshold,
+            penalty=cfg.language.penalty,
+            per_language=cfg.language.per_language,
+        )
+    return reward
+
+
+def build_reward(config: RunConfig) -> RewardModel:
+    """The reward model a config names, with everything the config wraps around it."""
+    return wrap_reward(config, build_scorer(config))
+
+
+def _scorer(cfg: ScorerConfig) -> RewardModel:
+    from reward import get_reward
+
     params: dict[str, Any] = dict(cfg.params)
     if cfg.model is not None:
         params.setdefault("judge_model" if cfg.kind == "local" else "model", cfg.model)
-    if cfg.kind == "judge":
+    if cfg.kind in ("judge", "pairwise"):
         params.setdefault("api_base", cfg.api_base)
         params.setdefault("api_key_env", cfg.api_key_env)
     elif cfg.api_base or cfg.api_key_env:
         raise ConfigError(
-            f"reward.api_base / reward.api_key_env apply to kind 'judge', not {cfg.kind!r}"
+            f"reward api_base / api_key_env apply to kinds 'judge' and 'pairwise', not {cfg.kind!r}"
         )
     return get_reward(cfg.kind, **params)
+
+
+def attach_reward(reward: RewardModel, cache: CallCache | None, budget: Budget | None) -> None:
+    """Give each part of the reward that makes calls (judges, HF models) the run's cache,
+    and each paid one the run's budget."""
+    for part in reward.parts():
+        if hasattr(part, "cache"):
+            part.cache = cache
+        if hasattr(part, "budget") and budget is not None:
+            part.budget = budget
+
+
+def reward_spent(reward: RewardModel) -> float:
+    """USD the reward's judges have spent."""
+    return sum(float(getattr(part, "spent_usd", 0.0)) for part in reward.parts())
 
 
 async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> list[Prompt]:
@@ -249,10 +309,7 @@ async def arun_config(
     cache = open_cache(config)
     for teacher in teachers:
         teacher.cache = cache
-    if hasattr(reward, "cache"):  # the judge: its replies are calls worth keeping too
-        reward.cache = cache
-    if hasattr(reward, "budget") and teachers:  # ... and paid for from the same budget
-        reward.budget = teachers[0].budget
+    attach_reward(reward, cache, teachers[0].budget if teachers else None)
 
     prompts = run_dir.load_prompts()
     if prompts is None:
@@ -269,7 +326,7 @@ async def arun_config(
             cache.close()
 
     extra = engine_report(teachers, cache)
-    extra["engine"]["judge_usd"] = round(float(getattr(reward, "spent_usd", 0.0)), 6)
+    extra["engine"]["judge_usd"] = round(reward_spent(reward), 6)
     run_dir.write_outputs(config, result, extra=extra)
     return result
 

@@ -15,6 +15,7 @@ from reward.base import RewardModel, Score
 
 REWARDS: dict[str, str | type[RewardModel]] = {
     "judge": "reward.judge:JudgeReward",
+    "pairwise": "reward.pairwise:PairwiseJudgeReward",
     "hf": "reward.hf:HFRewardModel",
     "local": "reward.local:LocalJudgeReward",
 }

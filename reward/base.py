@@ -8,12 +8,12 @@ inherit the batch loop (judges that make one call per pair).
 from __future__ import annotations
 
 import asyncio
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from arbitrage.records import Prompt
+from arbitrage.records import Outcome, Prompt
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,37 @@ class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of tw
     def describe(self) -> str:
         """One line for reports and dataset cards."""
         return self.name
+
+    def replay(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - an optional hook
+        """Relearn state from an interrupted run's outcomes (stateless models: nothing)."""
+
+    def parts(self) -> list[RewardModel]:
+        """The models that make the calls (a run gives each its cache and budget)."""
+        return [self]
+
+
+class RewardWrapper(RewardModel):
+    """Adjusts another reward model's scores (normalisation, length control, language gate).
+
+    Subclasses implement ``adjust``; the wrapped model's details are kept.
+    """
+
+    def __init__(self, inner: RewardModel) -> None:
+        self.inner = inner
+
+    async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
+        scores = await self.inner.ascore_batch(pairs)
+        return await self.adjust(pairs, scores) if pairs else scores
+
+    @abstractmethod
+    async def adjust(self, pairs: Sequence[tuple[Prompt, str]], scores: list[Score]) -> list[Score]:
+        """The adjusted scores of ``pairs``, given the wrapped model's."""
+
+    def replay(self, outcomes: Sequence[Outcome]) -> None:
+        self.inner.replay(outcomes)
+
+    def parts(self) -> list[RewardModel]:
+        return self.inner.parts()
+
+    def describe(self) -> str:
+        return self.inner.describe()

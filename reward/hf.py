@@ -2,21 +2,25 @@
 
 The pair is rendered with the tokenizer's chat template, scored in length-sorted
 batches (little padding) on a worker thread, and returned in the caller's order.
-The reward is the model's first logit. Pairs longer than ``max_length`` tokens
-are cut, and say so in ``details["truncated"]``.
+The reward is the model's ``score`` output where it has one (ArmoRM-style custom
+heads), else its single logit. Pairs longer than ``max_length`` tokens are cut,
+say so in ``details["truncated"]`` and are counted in a warning. With a call cache
+(a run sets its own), a pair scored once is never scored again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.errors import ConfigError, RewardError
-from arbitrage.records import Prompt
+from arbitrage.records import Generation, Prompt
 from reward.base import RewardModel, Score
 
 logger = logging.getLogger(__name__)
@@ -34,7 +38,9 @@ class HFRewardModel(RewardModel):
             ``"bfloat16"`` or ``"float16"``.
         batch_size: Pairs per forward pass.
         max_length: Longest input in tokens; longer ones are truncated (and flagged).
-        trust_remote_code: Passed to ``from_pretrained``.
+        trust_remote_code: Passed to ``from_pretrained``; only set it for a model
+            whose code you trust (ArmoRM needs it).
+        cache: A call cache (``arbitrage.engine.CallCache``) for scores.
     """
 
     name: ClassVar[str] = "hf"
@@ -48,6 +54,7 @@ class HFRewardModel(RewardModel):
         batch_size: int = 8,
         max_length: int = 4096,
         trust_remote_code: bool = False,
+        cache: CallCache | None = None,
     ) -> None:
         if dtype not in _DTYPES:
             raise ConfigError(f"hf reward dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
@@ -61,6 +68,7 @@ class HFRewardModel(RewardModel):
         self.batch_size = batch_size
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.cache = cache
         self._loaded: tuple[Any, Any, Any] | None = None  # (torch, tokenizer, model)
         self._lock = threading.Lock()  # one load, one forward pass at a time
 
@@ -79,16 +87,55 @@ class HFRewardModel(RewardModel):
         return f"hf({self.model})"
 
     def _score_sync(self, pairs: list[tuple[Prompt, str]]) -> list[Score]:
+        keys = [self._key(prompt, completion) for prompt, completion in pairs]
+        scores: list[Score | None] = [self._cached(key) for key in keys]
+        todo = [i for i, score in enumerate(scores) if score is None]
+        if todo:
+            fresh = self._forward([pairs[i] for i in todo])
+            for i, score in zip(todo, fresh, strict=True):
+                scores[i] = score
+                if self.cache is not None:
+                    text = json.dumps({"value": score.value, "details": score.details})
+                    self.cache.put(keys[i], Generation(pairs[i][0].id, "reward", self.model, text))
+        return [s for s in scores if s is not None]
+
+    def _key(self, prompt: Prompt, completion: str) -> str:
+        if self.cache is None:
+            return ""
+        request = {
+            "reward": "hf",
+            "model": self.model,
+            "messages": [
+                {"role": "user", "content": prompt.text},
+                {"role": "assistant", "content": completion},
+            ],
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "device": self.device,
+        }
+        return request_key(request)
+
+    def _cached(self, key: str) -> Score | None:
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None:
+            return None
+        data = json.loads(hit.text)
+        return Score(data["value"], data["details"])
+
+    def _forward(self, pairs: list[tuple[Prompt, str]]) -> list[Score]:
         torch, tokenizer, model = self._load()
         encoded: list[list[int]] = []
         truncated: list[bool] = []
         for prompt, completion in pairs:
-            ids = tokenizer(self._format(tokenizer, prompt, completion))["input_ids"]
+            # A chat template writes its own special tokens (BOS included): add none twice.
+            templated = bool(getattr(tokenizer, "chat_template", None))
+            text = self._format(tokenizer, prompt, completion)
+            ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
             truncated.append(len(ids) > self.max_length)
             encoded.append(ids[: self.max_length])
         if any(truncated):
             logger.warning(
-                "hf reward %s: %d of %d pairs truncated to %d tokens",
+                "hf reward %s: %d of %d pairs truncated to %d tokens (max_length)",
                 self.model,
                 sum(truncated),
                 len(pairs),
@@ -107,11 +154,29 @@ class HFRewardModel(RewardModel):
                     return_attention_mask=True,
                     return_tensors="pt",
                 ).to(model.device)
-                logits = model(**batch).logits[:, 0].float().cpu().tolist()
-                for i, value in zip(chunk, logits, strict=True):
+                for i, value in zip(chunk, self._rewards(model, model(**batch)), strict=True):
                     values[i] = value if math.isfinite(value) else None
         flags = [{"truncated": 1.0} if cut else {} for cut in truncated]
         return [Score(value, flag) for value, flag in zip(values, flags, strict=True)]
+
+    def _rewards(self, model: Any, output: Any) -> list[float]:
+        """One reward per row: a custom ``score`` output (ArmoRM), else the single logit."""
+        score = getattr(output, "score", None)
+        if score is not None:
+            return [float(v) for v in score.float().reshape(score.shape[0], -1)[:, 0].tolist()]
+        logits = output.logits
+        if logits.shape[-1] != 1:
+            custom = getattr(model.config, "auto_map", None) and not self.trust_remote_code
+            hint = (
+                ": it ships its own code (auto_map), which loads only with "
+                "trust_remote_code: true - set it if you trust that code"
+                if custom
+                else "; a reward model has one (or a custom head with a 'score' output)"
+            )
+            raise RewardError(
+                f"hf reward model {self.model!r} has {logits.shape[-1]} outputs{hint}"
+            )
+        return [float(v) for v in logits[:, 0].float().cpu().tolist()]
 
     @staticmethod
     def _format(tokenizer: Any, prompt: Prompt, completion: str) -> str:
@@ -120,12 +185,7 @@ class HFRewardModel(RewardModel):
             {"role": "assistant", "content": completion},
         ]
         if getattr(tokenizer, "chat_template", None):
-            text = str(tokenizer.apply_chat_template(messages, tokenize=False))
-            bos = tokenizer.bos_token
-            # The tokenizer adds its BOS again; the template's would be a duplicate.
-            if bos and text.startswith(bos):
-                text = text[len(bos) :]
-            return text
+            return str(tokenizer.apply_chat_template(messages, tokenize=False))
         return f"User: {prompt.text}\nAssistant: {completion}"
 
     def _load(self) -> tuple[Any, Any, Any]:

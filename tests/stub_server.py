@@ -285,6 +285,8 @@ def stub_config(
     """A run config whose teachers and judge (model ``judge``) are served by the stub at ``url``.
 
     Every model reads its key from ``STUB_KEY``; ``overrides`` replace top-level keys.
+    The stub's answers ("Answer from alpha: ...") are in no language, so the reward's
+    language gate is off.
     """
     config: dict[str, Any] = {
         "out": out,
@@ -299,6 +301,7 @@ def stub_config(
             "model": "openai/judge",
             "api_base": url,
             "api_key_env": "STUB_KEY",
+            "language": {"mode": "off"},
         },
         "router": {"name": "reward"},
     }

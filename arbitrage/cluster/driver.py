@@ -108,7 +108,8 @@ class Actors:
 
 
 def _env(config: RunConfig) -> dict[str, str]:
-    names = [t.api_key_env for t in config.teachers] + [config.reward.api_key_env]
+    names = [t.api_key_env for t in config.teachers]
+    names += [s.api_key_env for s in config.reward.scorers()]
     names += FORWARD_ENV
     return {n: os.environ[n] for n in names if n and n in os.environ}
 
@@ -136,12 +137,13 @@ def start_actors(ray: Any, config: RunConfig, *, reward: bool) -> Actors:
     ]
     actors = Actors(gate, workers)
     if reward:
-        model = config.reward.kind in ("local", "hf")
+        kinds = {s.kind for s in config.reward.scorers()}
+        model = bool(kinds & {"local", "hf"})
         gpus = config.ray.reward_gpus
         if gpus is None:
             gpus = 1.0 if model and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         place: dict[str, Any] = {"num_cpus": 1 if model else 0, "num_gpus": gpus}
-        if config.reward.kind == "judge" and config.cache.enabled:
+        if kinds & {"judge", "pairwise"} and config.cache.enabled:
             # its replies go to the run's SQLite cache: on this machine, as the driver's
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -168,7 +170,7 @@ async def arun_ray(
 
     ``reward_model``, if given, scores on the driver instead of on reward workers.
     """
-    from arbitrage.run import RunDir, abuild_pool
+    from arbitrage.run import RunDir, abuild_pool, reward_spent
     from routers import get_router
 
     names = [t.name for t in config.teachers]
@@ -201,7 +203,7 @@ async def arun_ray(
                 actors.stop()
         extra = _report(config, teachers, cache, actors, state)
         if reward_model is not None:  # scored on the driver
-            extra["engine"]["judge_usd"] = round(float(getattr(reward, "spent_usd", 0.0)), 6)
+            extra["engine"]["judge_usd"] = round(reward_spent(reward), 6)
     finally:
         if cache is not None:
             cache.close()
@@ -236,16 +238,21 @@ def _report(
     return extra
 
 
-async def _remote_reward(config: RunConfig, workers: Sequence[Any]) -> RemoteReward:
+async def _remote_reward(config: RunConfig, workers: Sequence[Any]) -> RewardModel:
     from ray.exceptions import RayError
 
     try:
         description: str = await workers[0].describe.remote()
     except RayError as exc:
         raise ClusterError(f"reward worker did not start: {first_line(exc)}") from None
-    model = config.reward.kind in ("local", "hf")
-    multiple = int(config.reward.params.get("batch_size", 8)) if model else 1
-    return RemoteReward(workers, multiple, description)
+    from arbitrage.run import wrap_reward
+
+    scorers = config.reward.scorers()
+    models = [s for s in scorers if s.kind in ("local", "hf")]
+    multiple = max((int(s.params.get("batch_size", 8)) for s in models), default=1)
+    pairwise = any(s.kind == "pairwise" for s in scorers)
+    remote = RemoteReward(workers, multiple, description, by_prompt=pairwise)
+    return wrap_reward(config, remote)
 
 
 async def _loop(

@@ -115,24 +115,27 @@ class RemoteReward(RewardModel):
     """What the loop sees of the reward model: each batch is split over the reward workers.
 
     Chunks are multiples of ``multiple`` (the model's own batch size), so a model that
-    batches in order sees the batches it would see in one process.
+    batches in order sees the batches it would see in one process; with ``by_prompt``
+    they are cut only where the prompt changes instead (a pairwise judge compares the
+    answers of one prompt with each other).
     """
 
     name: ClassVar[str] = "ray"
 
-    def __init__(self, workers: Sequence[Any], multiple: int, description: str) -> None:
+    def __init__(
+        self, workers: Sequence[Any], multiple: int, description: str, *, by_prompt: bool = False
+    ) -> None:
         self.workers = list(workers)
         self.multiple = max(1, multiple)
         self.description = description
+        self.by_prompt = by_prompt
 
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         from ray.exceptions import RayError, RayTaskError
 
         if not pairs:
             return []
-        size = -(-len(pairs) // len(self.workers))
-        size = -(-size // self.multiple) * self.multiple
-        chunks = [list(pairs[i : i + size]) for i in range(0, len(pairs), size)]
+        chunks = self._chunks(pairs)
         try:
             scored = await asyncio.gather(
                 *(w.score.remote(c) for w, c in zip(self.workers, chunks, strict=False))
@@ -145,6 +148,17 @@ class RemoteReward(RewardModel):
         except RayError as exc:
             raise ClusterError(f"reward worker failed: {first_line(exc)}") from None
         return [score for chunk in scored for score in chunk]
+
+    def _chunks(self, pairs: Sequence[tuple[Prompt, str]]) -> list[list[tuple[Prompt, str]]]:
+        size = -(-len(pairs) // len(self.workers))
+        size = -(-size // self.multiple) * self.multiple
+        chunks: list[list[tuple[Prompt, str]]] = [[]]
+        for i, pair in enumerate(pairs):
+            cut = not self.by_prompt or (i > 0 and pair[0].id != pairs[i - 1][0].id)
+            if cut and len(chunks[-1]) >= size:
+                chunks.append([])
+            chunks[-1].append(pair)
+        return chunks
 
     def describe(self) -> str:
         return self.description

@@ -21,6 +21,7 @@ from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.errors import TeacherUnavailable
 from arbitrage.records import Generation, Prompt
+from arbitrage.run import reward_spent
 from arbitrage.teachers import Teacher, open_cache
 from reward.base import Score
 
@@ -171,22 +172,24 @@ class RewardWorker:
     """
 
     def __init__(self, config: RunConfig, gate: str, env: dict[str, str]) -> None:
-        from arbitrage.run import build_reward
+        from arbitrage.run import attach_reward, build_scorer
 
         os.environ.update(env)
         self.gate = _actor(gate)
-        self.reward = build_reward(config)
-        self.cache = open_cache(config) if hasattr(self.reward, "cache") else None
-        if self.cache is not None:
-            self.reward.cache = self.cache  # type: ignore[attr-defined]
+        # Only the scorer: what the config wraps around it keeps running statistics,
+        # which live on the driver so that every worker's answers count alike.
+        self.reward = build_scorer(config)
+        calls = any(hasattr(part, "cache") for part in self.reward.parts())
+        self.cache = open_cache(config) if calls else None
+        attach_reward(self.reward, self.cache, None)
         self.incarnation = uuid.uuid4().hex
 
     async def score(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
-        before = float(getattr(self.reward, "spent_usd", 0.0))
+        before = reward_spent(self.reward)
         try:
             return await self.reward.ascore_batch(pairs)
         finally:
-            spent = float(getattr(self.reward, "spent_usd", 0.0)) - before
+            spent = reward_spent(self.reward) - before
             if spent:
                 self.gate.settle.remote(self.incarnation, 0.0, spent)
 
@@ -199,5 +202,5 @@ class RewardWorker:
             "incarnation": self.incarnation,
             "pid": os.getpid(),
             "cache_hits": 0 if self.cache is None else self.cache.hits,
-            "judge_usd": float(getattr(self.reward, "spent_usd", 0.0)),
+            "judge_usd": reward_spent(self.reward),
         }

@@ -64,20 +64,28 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
         rows.append(
             _row(f"{t.name} (writer)", t.model, n, WRITER_PROMPT_TOKENS, max_out, teacher_prices(t))
         )
-    if config.reward.kind == "judge" and config.reward.model:
-        answer = max(t.max_tokens for t in config.teachers)
-        max_out = int(config.reward.params.get("max_tokens", 512))
+    answer = max(t.max_tokens for t in config.teachers)
+    for scorer in config.reward.scorers():
+        if scorer.kind not in ("judge", "pairwise") or not scorer.model:
+            continue
+        max_out = int(scorer.params.get("max_tokens", 512))
+        tok_in = JUDGE_RUBRIC_TOKENS + prompt_tokens + answer
+        calls = total_calls
+        if scorer.kind == "pairwise":  # both orders of every pair of a prompt's answers
+            calls = n * per * max(per - 1, 0)
+            tok_in += answer
+        label = getattr(scorer, "label", scorer.kind)
         rows.append(
-            _row(
-                "judge",
-                config.reward.model,
-                total_calls,
-                JUDGE_RUBRIC_TOKENS + prompt_tokens + answer,
-                max_out,
-                price_per_token(config.reward.model),
-            )
+            _row(label, scorer.model, calls, tok_in, max_out, _judge_prices(scorer.model, scorer))
         )
     return rows
+
+
+def _judge_prices(model: str, scorer: Any) -> tuple[float, float]:
+    params = scorer.params
+    return price_per_token(
+        model, params.get("input_cost_per_mtok"), params.get("output_cost_per_mtok")
+    )
 
 
 def _row(

@@ -168,3 +168,94 @@ def test_bad_config_is_rejected(kwargs: dict[str, object], match: str) -> None:
 
 def test_score_is_a_score(tiny_model: str) -> None:
     assert isinstance(HFRewardModel(tiny_model).score(*PAIRS[0]), Score)
+
+
+def test_scores_are_cached_and_not_recomputed(tiny_model: str, tmp_path: Path) -> None:
+    from arbitrage.engine.cache import CallCache
+
+    cache = CallCache(tmp_path / "cache.sqlite")
+    first = HFRewardModel(tiny_model, max_length=14, cache=cache).score_batch(PAIRS)
+    assert cache.writes == len(PAIRS)
+    # A fresh instance with the same cache answers from it without loading the model.
+    again = HFRewardModel(tiny_model, max_length=14, cache=cache)
+    assert again.score_batch(PAIRS) == first
+    assert again._loaded is None
+    assert cache.hits == len(PAIRS)
+    # Another max_length is another request: scored, not served from the cache.
+    other = HFRewardModel(tiny_model, max_length=64, cache=cache)
+    other.score_batch(PAIRS[:1])
+    assert other._loaded is not None
+    cache.close()
+
+
+ARMO_CODE = '''
+from dataclasses import dataclass
+
+import torch
+from transformers import LlamaForSequenceClassification
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class ArmoOutput(ModelOutput):
+    score: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class ArmoLike(LlamaForSequenceClassification):
+    """Like ArmoRM: several objective heads, and a gated ``score``."""
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs):
+        objectives = super().forward(input_ids=input_ids, attention_mask=attention_mask).logits
+        return ArmoOutput(score=objectives.mean(-1, keepdim=True) * 10, logits=objectives)
+'''
+
+
+def _save_armo_like(path: Path) -> Path:
+    import json
+
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    _save_tiny_model(path)
+    config = AutoConfig.from_pretrained(path)
+    config.num_labels = 3
+    torch.manual_seed(1)
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    (path / "modeling_armo.py").write_text(ARMO_CODE)
+    data = json.loads((path / "config.json").read_text())
+    data["auto_map"] = {"AutoModelForSequenceClassification": "modeling_armo.ArmoLike"}
+    (path / "config.json").write_text(json.dumps(data))
+    return path
+
+
+def test_custom_score_head_loads_only_with_trust_remote_code(tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = _save_armo_like(tmp_path / "armo")
+    reward = HFRewardModel(str(path), trust_remote_code=True)
+    prompt, completion = PAIRS[1]
+    got = reward.score(prompt, completion).value
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)
+    with torch.inference_mode():
+        batch = tokenizer(reward.format_pair(prompt, completion), return_tensors="pt")
+        objectives = model(**batch).logits[0]
+    assert objectives.shape == (3,)
+    assert got == pytest.approx(objectives.mean().item() * 10, abs=1e-4)
+
+
+def test_custom_code_is_refused_without_opt_in(tmp_path: Path) -> None:
+    path = _save_armo_like(tmp_path / "armo")
+    with pytest.raises(RewardError, match="trust_remote_code"):
+        HFRewardModel(str(path)).score(*PAIRS[0])
+
+
+def test_a_classifier_with_several_outputs_is_not_a_reward_model(tmp_path: Path) -> None:
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    path = _save_tiny_model(tmp_path / "three")
+    config = AutoConfig.from_pretrained(path)
+    config.num_labels = 3
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    with pytest.raises(RewardError, match="has 3 outputs"):
+        HFRewardModel(str(path)).score(*PAIRS[0])

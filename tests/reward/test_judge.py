@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from stub_server import Reply, StubServer
 
+from arbitrage.engine.cache import CallCache
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 from reward.base import Score
@@ -205,6 +208,128 @@ PARSE_CASES: list[tuple[str | None, float | None]] = [
 
 @pytest.mark.parametrize(("text", "expected"), PARSE_CASES)
 def test_parse_score(text: str | None, expected: float | None) -> None:
+    assert parse_score(text, (1, 10)) == expected
+
+
+def test_structured_request_carries_a_schema_and_json_is_read(stub_server: StubServer) -> None:
+    stub_server.set_handler(
+        "judge", lambda messages: '{"reason": "Correct, in Spanish.", "score": 8}'
+    )
+    judge = _judge(stub_server, structured=True)
+    assert judge.score(PROMPT, "París.") == Score((8 - 1) / (10 - 1), {"judge_raw": 8.0})
+    (body,) = stub_server.requests
+    response_format = body["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["strict"] is True
+    schema = response_format["json_schema"]["schema"]
+    assert schema["properties"]["score"] == {"type": "integer", "minimum": 1, "maximum": 10}
+    assert schema["required"] == ["reason", "score"]
+    content = body["messages"][-1]["content"]
+    assert "JSON object" in content and '"Score: N"' not in content
+
+
+def test_structured_judge_that_answers_in_prose_still_counts(stub_server: StubServer) -> None:
+    stub_server.set_handler("judge", lambda messages: "Correct and concise.\nScore: 6")
+    assert _judge(stub_server, structured=True).score(PROMPT, "París.").details == {
+        "judge_raw": 6.0
+    }
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"reason": "Excellent.", "score": 11}',
+        '{"reason": "Bad.", "score": 0}',
+        '{"reason": "Score: 7 at most", "score": "seven"}',
+        '{"reason": "Mostly right", "score": 1',  # cut off: it may have been 10
+    ],
+)
+def test_structured_reply_without_a_valid_score_is_unscored(
+    stub_server: StubServer, reply: str
+) -> None:
+    stub_server.set_handler("judge", lambda messages: reply)
+    assert _judge(stub_server, structured=True).score(PROMPT, "París.") == Score(None)
+
+
+def test_structured_output_is_asked_of_litellm_by_default(stub_server: StubServer) -> None:
+    assert JudgeReward("openai/gpt-4o-mini").uses_structured_output()
+    assert not JudgeReward("openai/judge", api_base=stub_server.url).uses_structured_output()
+    assert not JudgeReward("local/smollm2-135m-instruct").uses_structured_output()
+    assert not JudgeReward("no-such-provider/model").uses_structured_output()
+    stub_server.set_handler("judge", lambda messages: "Score: 5")
+    _judge(stub_server).score(PROMPT, "París.")
+    assert "response_format" not in stub_server.requests[0]
+
+
+def test_cache_keeps_prose_and_structured_replies_apart(
+    stub_server: StubServer, tmp_path: Path
+) -> None:
+    stub_server.set_handler(
+        "judge",
+        lambda messages: (
+            json.dumps({"reason": "ok", "score": 9})
+            if "JSON" in messages[-1]["content"]
+            else "Score: 4"
+        ),
+    )
+    with CallCache(tmp_path / "cache.sqlite") as cache:
+        prose = _judge(stub_server, cache=cache, structured=False)
+        structured = _judge(stub_server, cache=cache, structured=True)
+        assert prose.score(PROMPT, "París.").details == {"judge_raw": 4.0}
+        assert structured.score(PROMPT, "París.").details == {"judge_raw": 9.0}
+        assert len(stub_server.requests) == 2
+        assert structured.score(PROMPT, "París.").details == {"judge_raw": 9.0}
+        assert prose.score(PROMPT, "París.").details == {"judge_raw": 4.0}
+        assert len(stub_server.requests) == 2
+        assert len(cache) == 2
+
+
+# Replies real judges give when they do not quite follow instructions: each one's parse
+# on a 1-10 scale. A number is expected only where the judge plainly gave one.
+ODD_REPLIES: list[tuple[str, float | None]] = [
+    ("", None),
+    (" \t\n  ", None),
+    ("N/A", None),
+    ("Score: N/A", None),
+    ("I would rate this answer highly.", None),
+    ("After careful thought, I give it a score of 8 because it is correct.", 8.0),
+    ("Score: 8\n\n(Note: a 10 would need sources.)", 8.0),
+    ("SCORE:7", 7.0),
+    ("Score: 12", None),  # out of range: never clamped
+    ("Score: -2", None),
+    ("-5/10", None),
+    ("Score: 5 out of 5", None),  # another scale
+    ("Score: 3. Actually, on reflection, Score: 9.", None),
+    ("Overall score: 7\nFinal score: 8", None),
+    ("| Criterion | Score |\n|---|---|\n| Correctness | 8 |\n| Overall | 7 |", None),
+    ("**Score:** **7**", 7.0),
+    ("## Evaluation\n- Correctness: good\n- **Final score: 6/10**", 6.0),
+    ("Puntuación final: 6", 6.0),  # Spanish
+    ("Note finale : 7/10", 7.0),  # French
+    ("Bewertung: 4", 4.0),  # German
+    ("评分：8分", 8.0),  # Chinese, with the counter for points
+    ("評価：８点", 8.0),  # Japanese, full-width
+    ("Оценка: 7 из 10", 7.0),  # Russian
+    ("Score: ٨", 8.0),  # Arabic-Indic digit
+    ("٨/١٠", 8.0),
+    ("Score: １０", 10.0),  # full-width digits
+    ('{"score": 7.0}', 7.0),
+    ('{"score": "7"}', 7.0),  # a string holding the number
+    ('{"reason": "Score: 3 would be harsh", "score": 8}', 8.0),  # the field decides
+    ('```json\n{"score": 6, "reason": "fine"}\n```', 6.0),
+    ('{"score": 11}', None),
+    ('{"score": true}', None),
+    ('{"score": [7, 8]}', None),
+    ('{"score": null, "reason": "cannot judge"}', None),
+    ('{"score": 6} {"score": 9}', None),
+    ('{"score": 8, "reason": "Clear and', 8.0),  # cut off after the score was written
+    ('{"reason": "The answer is correct and conc', None),  # cut off before it
+    ('{"reason": "ok", "score": 1', None),  # cut off mid-number: 1 or 10?
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ODD_REPLIES)
+def test_odd_replies_are_read_or_refused(text: str, expected: float | None) -> None:
     assert parse_score(text, (1, 10)) == expected
 
 

@@ -1,0 +1,114 @@
+"""The reward section of a config: ensembles, length control, normalisation, the language gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from arbitrage.config import RunConfig, parse_config
+from arbitrage.errors import ConfigError
+from arbitrage.run import build_reward, build_scorer, preflight
+from reward.calibrate import LanguageNormalised, LengthControl
+from reward.ensemble import Panel, WeightedSum
+from reward.gate import LanguageGate
+from reward.judge import JudgeReward
+from reward.local import LocalJudgeReward
+from reward.pairwise import PairwiseJudgeReward
+
+TEACHERS = [{"name": "a", "model": "openai/a", "api_base": "http://127.0.0.1:1"}]
+JUDGE = {"kind": "judge", "model": "openai/j", "api_base": "http://127.0.0.1:1"}
+
+
+def _config(reward: dict[str, Any]) -> RunConfig:
+    return parse_config({"teachers": TEACHERS, "reward": reward})
+
+
+def test_the_default_reward_is_the_local_proxy_behind_the_language_gate() -> None:
+    reward = build_reward(_config({}))
+    assert isinstance(reward, LanguageGate) and reward.mode == "gate" and reward.threshold == 0.5
+    assert isinstance(reward.inner, LocalJudgeReward)
+
+
+def test_every_step_is_built_in_order() -> None:
+    reward = build_reward(
+        _config(
+            {
+                "kind": "ensemble",
+                "members": [
+                    {**JUDGE, "weight": 2.0},
+                    {**JUDGE, "kind": "pairwise", "name": "pw", "params": {"max_tokens": 64}},
+                ],
+                "length": {"mode": "regress", "min_samples": 5},
+                "normalise": "language",
+                "language": {"mode": "penalty", "penalty": 0.5, "per_language": {"sw": 0.2}},
+            }
+        )
+    )
+    assert isinstance(reward, LanguageGate) and reward.level("sw") == 0.2
+    normalised = reward.inner
+    assert isinstance(normalised, LanguageNormalised)
+    length = normalised.inner
+    assert isinstance(length, LengthControl) and length.min_samples == 5
+    weighted = length.inner
+    assert isinstance(weighted, WeightedSum) and weighted.weights == {"judge": 2.0, "pw": 1.0}
+    panel = weighted.inner
+    assert isinstance(panel, Panel)
+    judge, pairwise = panel.members["judge"], panel.members["pw"]
+    assert isinstance(judge, JudgeReward) and judge.api_base == "http://127.0.0.1:1"
+    assert isinstance(pairwise, PairwiseJudgeReward) and pairwise.max_tokens == 64
+    # A run hands its cache and budget to the parts that make calls.
+    assert reward.parts() == [judge, pairwise]
+
+
+def test_the_gate_can_be_turned_off_and_a_scorer_is_built_without_wrappers() -> None:
+    config = _config({**JUDGE, "language": {"mode": "off"}})
+    assert isinstance(build_reward(config), JudgeReward)
+    config = _config({**JUDGE, "normalise": "language"})
+    assert isinstance(build_scorer(config), JudgeReward)
+
+
+@pytest.mark.parametrize(
+    ("reward", "match"),
+    [
+        ({"kind": "ensemble", "members": [JUDGE]}, "at least two members"),
+        ({"kind": "judge", "members": [JUDGE, JUDGE]}, "apply to kind 'ensemble'"),
+        ({"kind": "ensemble", "members": [JUDGE, JUDGE]}, "distinct names"),
+        (
+            {"kind": "ensemble", "model": "x", "members": [JUDGE, {**JUDGE, "name": "b"}]},
+            "per member",
+        ),
+        (
+            {"kind": "ensemble", "members": [JUDGE, {"kind": "ensemble", "name": "b"}]},
+            "cannot itself be an ensemble",
+        ),
+        ({"kind": "ensemble", "members": [{**JUDGE, "weight": 0}, JUDGE]}, "weight"),
+        ({"language": {"mode": "strict"}}, "mode"),
+        ({"language": {"threshold": 2}}, "threshold"),
+        ({"language": {"per_language": {"french": 0.3}}}, "not a language code"),
+        ({"language": {"per_language": {"fr": 1.5}}}, "must lie in"),
+        ({"language": {"per_language": {"fr": -1}}}, "must be a number >= 0"),
+        ({"length": {"mode": "cubic"}}, "mode"),
+        ({"length": {"min_samples": 1}}, "min_samples"),
+        ({"normalise": "global"}, "normalise"),
+        ({"langauge": {}}, "did you mean 'language'"),
+    ],
+)
+def test_bad_reward_settings_name_the_key(reward: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _config(reward)
+
+
+def test_preflight_checks_every_members_kind_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MISSING_JUDGE_KEY", raising=False)
+    members = [JUDGE, {"kind": "hf_rm", "model": "x", "name": "b"}]
+    with pytest.raises(ConfigError, match="unknown reward kind 'hf_rm'"):
+        preflight(_config({"kind": "ensemble", "members": members}))
+    members = [JUDGE, {**JUDGE, "name": "b", "api_key_env": "MISSING_JUDGE_KEY"}]
+    with pytest.raises(ConfigError, match="MISSING_JUDGE_KEY is not set"):
+        preflight(_config({"kind": "ensemble", "members": members}))
+
+
+def test_api_settings_only_reach_llm_judges() -> None:
+    with pytest.raises(ConfigError, match="apply to kinds 'judge' and 'pairwise'"):
+        build_reward(_config({"kind": "hf", "model": "x", "api_base": "http://127.0.0.1:1"}))
