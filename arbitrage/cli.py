@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     from arbitrage.live import TeacherPanel
-    from arbitrage.report import mixture_table, teachers_table, wins_table
+    from arbitrage.report import mixture_table, scoring_line, teachers_table, wins_table
     from arbitrage.report_files import mixture_counts
     from arbitrage.run import arun_config
 
@@ -155,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         f"({summary['generations_per_prompt']} generations per prompt, "
         f"${summary['cost_usd']:.4f}) in {result.elapsed_s:.0f} s"
     )
+    if line := scoring_line(summary):
+        out.print(line)
     mixture = mixture_counts(config.out)
     out.print(mixture_table(mixture))
     out.print(
@@ -182,7 +184,13 @@ def _freeze_imports() -> None:
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from arbitrage.report import mixture_table, teachers_table, text_table, wins_table
+    from arbitrage.report import (
+        mixture_table,
+        scoring_line,
+        teachers_table,
+        text_table,
+        wins_table,
+    )
     from arbitrage.report_files import report_run
 
     report, _ = report_run(args.run_dir)
@@ -191,6 +199,8 @@ def _report(args: argparse.Namespace) -> int:
         out.print(table(report.summary))
     out.print(mixture_table(report.summary["mixture"]))
     out.print(text_table(report.summary["text"]))
+    if line := scoring_line(report.summary):
+        out.print(line)
     figures = ", ".join(str(p) for k, p in report.paths.items() if p.suffix == ".png")
     out.print(f"report: {report.paths['html']}  figures: {figures}")
     out.print(f"written in {report.summary['report_s']:.1f} s")

@@ -54,7 +54,49 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
         "teachers": per_teacher,
         "wins_by_language": {lang: dict(c) for lang, c in sorted(wins.items())},
         "prompts_by_language": dict(prompts_by_language),
+        "scoring": scoring(outcomes),
     }
+
+
+def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """What happened to complete answers at the reward: scored, unscored (no score from
+    the scorer), gated for the wrong language (per language), truncated to the reward
+    model's ``max_length``."""
+    counts: Counter[str] = Counter()
+    gated: Counter[str] = Counter()
+    for outcome in outcomes:
+        for cand in outcome.candidates:
+            if not cand.generation.ok:
+                continue
+            details = cand.reward_details
+            counts["scored" if cand.reward is not None else "unscored"] += 1
+            if details.get("language_gated"):
+                counts["language_gated"] += 1
+                gated[outcome.prompt.language] += 1
+            if any(k.rpartition(".")[2] == "truncated" and v for k, v in details.items()):
+                counts["truncated"] += 1
+    return {
+        "scored": counts["scored"],
+        "unscored": counts["unscored"],
+        "language_gated": counts["language_gated"],
+        "language_gated_by_language": dict(sorted(gated.items())),
+        "truncated": counts["truncated"],
+    }
+
+
+def scoring_line(summary: dict[str, Any]) -> str:
+    """One line on scoring problems for the terminal, or ``""`` when there were none."""
+    s = summary.get("scoring", {})
+    parts = []
+    if s.get("language_gated"):
+        where = ", ".join(f"{k} {v}" for k, v in s["language_gated_by_language"].items())
+        parts.append(f"{s['language_gated']} answers in the wrong language were gated ({where})")
+    if s.get("truncated"):
+        parts.append(f"{s['truncated']} were truncated for the reward model (max_length)")
+    unexplained = s.get("unscored", 0) - s.get("language_gated", 0)
+    if unexplained > 0:
+        parts.append(f"{unexplained} got no score from the reward (see the log)")
+    return "reward: " + "; ".join(parts) if parts else ""
 
 
 def wins_table(summary: dict[str, Any]) -> Any:

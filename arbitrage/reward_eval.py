@@ -104,19 +104,16 @@ def build_scorer(
     params: dict[str, Any] | None = None,
 ) -> RewardModel:
     """The reward ``kind`` with its settings (as a run's ``reward:`` section would build it)."""
-    from reward import get_reward
+    from arbitrage.config import ScorerConfig
+    from arbitrage.run import make_scorer
 
-    settings = dict(params or {})
-    if model is not None:
-        settings.setdefault("judge_model" if kind == "local" else "model", model)
-    if api_base is not None:
-        settings.setdefault("api_base", api_base)
-    if api_key_env is not None:
-        if not os.environ.get(api_key_env):
-            raise ConfigError(f"scorer {kind!r}: environment variable {api_key_env} is not set")
-        settings.setdefault("api_key_env", api_key_env)
+    if api_key_env is not None and not os.environ.get(api_key_env):
+        raise ConfigError(f"scorer {kind!r}: environment variable {api_key_env} is not set")
+    cfg = ScorerConfig(
+        kind=kind, model=model, api_base=api_base, api_key_env=api_key_env, params=params or {}
+    )
     try:
-        return get_reward(kind, **settings)
+        return make_scorer(cfg)
     except TypeError as exc:  # a required setting is missing, e.g. a judge's model
         raise ConfigError(f"scorer {kind!r}: {exc} (pass it with --model or --param)") from None
 

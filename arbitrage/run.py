@@ -72,7 +72,7 @@ def preflight(config: RunConfig) -> None:
     """Fail fast, before any work is paid for: unknown router, router param or reward
     kind, or an API key environment variable that is not set."""
     from arbitrage.config import closest_hint
-    from reward import REWARDS
+    from reward import available
     from routers import get_router
 
     get_router(config.router.name, [t.name for t in config.teachers], **config.router.params)
@@ -81,8 +81,8 @@ def preflight(config: RunConfig) -> None:
 
         require_ray()
     for kind in [s.kind for s in config.reward.scorers()]:
-        if kind not in REWARDS:
-            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, REWARDS)}")
+        if kind not in available():
+            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, available())}")
     envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
     envs += [("reward", s.api_key_env) for s in config.reward.scorers()]
     for who, env in envs:
@@ -95,8 +95,8 @@ def build_scorer(config: RunConfig) -> RewardModel:
     from reward.ensemble import Panel
 
     if config.reward.kind == "ensemble":
-        return Panel({m.label: _scorer(m) for m in config.reward.members})
-    return _scorer(config.reward)
+        return Panel({m.label: make_scorer(m) for m in config.reward.members})
+    return make_scorer(config.reward)
 
 
 def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
@@ -136,7 +136,8 @@ def build_reward(config: RunConfig) -> RewardModel:
     return wrap_reward(config, build_scorer(config))
 
 
-def _scorer(cfg: ScorerConfig) -> RewardModel:
+def make_scorer(cfg: ScorerConfig) -> RewardModel:
+    """One scorer (a reward kind with its model, endpoint and params)."""
     from reward import get_reward
 
     params: dict[str, Any] = dict(cfg.params)

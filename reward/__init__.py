@@ -1,17 +1,22 @@
 """Reward models score (prompt, completion) pairs; the highest-scoring teacher wins.
 
-Built-in: ``judge`` (an LLM judge via litellm), ``hf`` (a Hugging Face
-sequence-classification reward model) and ``local`` (a bundled small judge).
-Each is imported only when asked for, so ``import reward`` pulls in neither
+Built-in: ``judge`` (a pointwise LLM judge via litellm), ``pairwise`` (an LLM judge
+comparing two answers in both orders), ``hf`` (a Hugging Face sequence-classification
+reward model) and ``local`` (a bundled small judge). A third-party package adds its
+own under the entry-point group ``arbitrage.rewards``; ``register`` adds one at run
+time. Each is imported only when asked for, so ``import reward`` pulls in neither
 torch nor litellm.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Any
 
 from arbitrage.registry import check_params, lookup
-from reward.base import RewardModel, Score
+from reward.base import RewardModel, RewardWrapper, Score
+
+ENTRY_POINT_GROUP = "arbitrage.rewards"
 
 REWARDS: dict[str, str | type[RewardModel]] = {
     "judge": "reward.judge:JudgeReward",
@@ -21,11 +26,33 @@ REWARDS: dict[str, str | type[RewardModel]] = {
 }
 
 
+def register(kind: str, reward: type[RewardModel]) -> None:
+    """Make ``reward`` available as ``kind`` (e.g. ``reward: {kind: ...}`` in a YAML config)."""
+    REWARDS[kind] = reward
+
+
+def available() -> dict[str, str | type[RewardModel]]:
+    """Built-in, registered and entry-point reward kinds."""
+    found: dict[str, str | type[RewardModel]] = {
+        ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+    return {**found, **REWARDS}
+
+
 def get_reward(kind: str, **params: Any) -> RewardModel:
     """Build the reward model called ``kind``; unknown kinds and params are ``ConfigError``s."""
-    cls = lookup(kind, REWARDS, RewardModel, "reward")
+    cls = lookup(kind, available(), RewardModel, "reward")
     check_params(cls, params, f"reward {kind!r}")
     return cls(**params)
 
 
-__all__ = ["REWARDS", "RewardModel", "Score", "get_reward"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REWARDS",
+    "RewardModel",
+    "RewardWrapper",
+    "Score",
+    "available",
+    "get_reward",
+    "register",
+]

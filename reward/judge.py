@@ -7,7 +7,7 @@ answer per call; ``reward.pairwise.PairwiseJudgeReward`` compares two.
 
 With structured output on (``structured=True``, or by default where litellm says
 the model supports a JSON schema) the judge is asked for ``{"reason", "score"}``
-JSON. Its reply is parsed by ``parse_score`` either way, which returns ``None``
+JSON. Its reply is parsed by ``reward.parsing.parse_score`` either way, which returns ``None``
 rather than guess: a reply with no score, a score off the scale, or several
 conflicting scores gives an unscored candidate, never an invented number.
 """
@@ -15,11 +15,8 @@ conflicting scores gives an unscored candidate, never an invented number.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import re
-import unicodedata
 from typing import Any, ClassVar
 
 from arbitrage.engine.budget import Budget, price_per_token, usage_usd, worst_case_usd
@@ -28,6 +25,7 @@ from arbitrage.errors import ConfigError
 from arbitrage.llm import CompletionFn, scrub
 from arbitrage.records import Generation, Prompt, Usage
 from reward.base import RewardModel, Score
+from reward.parsing import parse_score
 
 logger = logging.getLogger(__name__)
 
@@ -348,132 +346,3 @@ def _acompletion() -> CompletionFn:
     from arbitrage.llm import litellm
 
     return litellm().acompletion  # type: ignore[no-any-return]
-
-
-# --- parsing the judge's reply ----------------------------------------------------------
-
-
-def json_values(text: str, key: str) -> list[Any] | None:
-    """The values of ``key`` (any case) in the JSON objects written in ``text``; ``None``
-    if no object holds it. Objects may stand in prose or a code fence."""
-    found: list[Any] = []
-    decoder = json.JSONDecoder()
-    pos = text.find("{")
-    while pos != -1:
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except ValueError:
-            pos = text.find("{", pos + 1)
-            continue
-        if isinstance(obj, dict):
-            found += [v for k, v in obj.items() if isinstance(k, str) and k.lower() == key]
-        pos = text.find("{", end)
-    return found or None
-
-
-def cut_short(text: str) -> bool:
-    """A JSON reply that breaks off right after a digit: ``{"score": 1`` may have been 10."""
-    stripped = text.strip().removeprefix("```json").removeprefix("```").lstrip()
-    if not stripped.startswith("{") or not re.search(r"\d$", stripped):
-        return False
-    try:
-        json.JSONDecoder().raw_decode(stripped)
-    except ValueError:
-        return True
-    return False
-
-
-# A number may be followed by a CJK counter for points: "8分", "８点", "8점".
-_NUM = r"(?<![\w.])-?\d+(?:[.,]\d+)?(?:(?![\w])|(?=[分点점]))"
-_LATIN_LABELS = (
-    r"score|rating|grade|puntuaci[oó]n|puntaje|calificaci[oó]n|nota|note|punteggio|voto"
-    r"|bewertung|punktzahl|wertung|puan|skor|điểm|cijfer|оценка|балл"
-)
-_CJK_LABELS = r"評分|评分|分数|分數|得分|スコア|点数|評価|점수"
-_LABEL = rf"(?:(?<![^\W\d_])(?:{_LATIN_LABELS})(?![^\W\d_])|{_CJK_LABELS})"
-_FILLER = r"[\s*_\"'`#]*"
-_OF = r"\s*(?:/|out of|sur|de|su|von|из)\s*"
-_LABELLED = re.compile(
-    rf"(?P<final>(?:final|overall)\s+)?{_LABEL}(?P<after>\s+(?:final|finale|global|globale))?"
-    rf"(?:\s*\([^)\n]*\))?{_FILLER}"
-    rf"(?:[:=]|\bis\b|\bof\b|would be)?{_FILLER}(?P<num>{_NUM})(?:{_OF}(?P<den>\d+))?"
-    # "I'd rate it 7", "I give this answer an 8"
-    rf"|\b(?:rate|give)\s+(?:it|this(?:\s+answer|\s+response)?)\s+(?:an?\s+)?"
-    rf"(?P<vnum>{_NUM})(?:{_OF}(?P<vden>\d+))?",
-    re.IGNORECASE,
-)
-# A label with a colon but no number ("Score: N/A"): the judge declined to score.
-_DECLINED = re.compile(rf"(?<![^\W\d_])(?:score|rating|grade|{_CJK_LABELS}){_FILLER}[:=]", re.I)
-_FRACTION = re.compile(rf"(?P<num>{_NUM}){_OF}(?P<den>\d+)(?![\d.])", re.IGNORECASE)
-_EMPHASIS = re.compile(rf"(?:\*\*|__|\[\[)\s*(?P<num>{_NUM})\s*(?:\*\*|__|\]\])")
-# A number alone on its line ("8", "**8**."); a number inside prose may count anything.
-_ALONE = re.compile(rf"^[ \t*_#>]*(?P<num>{_NUM})[ \t*_.!]*$", re.MULTILINE)
-
-
-def parse_score(text: str | None, scale: tuple[int, int]) -> float | None:
-    """The score in a judge's reply, on the judge's scale; ``None`` if there is no single one.
-
-    A JSON object with a ``"score"`` decides first (a number, or a string holding one;
-    ``{"reason": "...", "score": 7}`` is what structured output asks for). A reply
-    that is JSON cut off right after a digit gives ``None``. Otherwise looks, in
-    order, for a labelled score (``Score: 7``, ``Puntuación: 8``, ``评分：8``,
-    ``I'd rate it 7``; "final"/"overall" ones win a disagreement), a fraction of the
-    scale's top (``7/10``, ``6 out of 10``), an emphasised number (``**8**``,
-    ``[[8]]``), then a number alone on its line. The first kind found decides: if
-    its numbers disagree, or the score lies outside ``scale``, the answer is
-    ``None`` (never clamped, never guessed).
-    """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    text = unicodedata.normalize("NFKC", text)  # full-width digits, colons and braces
-    values = json_values(text, "score")
-    if values is not None:
-        scores = {_json_score(v, scale) for v in values}
-        if len(scores) != 1:
-            return None
-        return scores.pop()
-    if cut_short(text):
-        return None
-    return _prose_score(text, scale)
-
-
-def _json_score(value: Any, scale: tuple[int, int]) -> float | None:
-    if isinstance(value, bool):  # JSON true is not a 1
-        return None
-    if isinstance(value, int | float):
-        return float(value) if scale[0] <= value <= scale[1] else None
-    if isinstance(value, str) and value.strip():
-        return _prose_score(unicodedata.normalize("NFKC", value), scale)
-    return None
-
-
-def _prose_score(text: str, scale: tuple[int, int]) -> float | None:
-    low, high = scale
-    # A mention of the scale itself ("on a 1-10 scale") is not a score.
-    text = re.sub(rf"(?<![\d.]){low}\s*(?:-|–|—|to|a|bis|à)\s*{high}(?![\d.])", " ", text)
-
-    labelled = list(_LABELLED.finditer(text))
-    if labelled:
-        final = [m for m in labelled if m.group("final") or m.group("after")]
-        return _decide(final or labelled, low, high)
-    if _DECLINED.search(text):
-        return None
-    fractions = [m for m in _FRACTION.finditer(text) if float(m.group("den")) == high]
-    for matches in (fractions, list(_EMPHASIS.finditer(text)), list(_ALONE.finditer(text))):
-        if matches:
-            return _decide(matches, low, high)
-    return None
-
-
-def _decide(matches: list[re.Match[str]], low: int, high: int) -> float | None:
-    values = set()
-    for m in matches:
-        groups = m.groupdict()
-        num, den = groups.get("num") or groups["vnum"], groups.get("den") or groups.get("vden")
-        if den is not None and float(den) != high:
-            return None  # "4/5" from a judge asked for 1-10: another scale, not ours
-        values.add(float(num.replace(",", ".")))
-    if len(values) != 1:
-        return None
-    (value,) = values
-    return value if low <= value <= high else None

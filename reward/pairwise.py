@@ -21,19 +21,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from arbitrage.records import Prompt
 from reward.base import Score
-from reward.judge import CRITERIA, LLMJudge, json_values, language_line
+from reward.judge import CRITERIA, LLMJudge, language_line
+from reward.parsing import Verdict, parse_verdict
 
 logger = logging.getLogger(__name__)
-
-Verdict = Literal["A", "B", "tie"]
 
 PAIRWISE_RUBRIC = f"""\
 You are a strict, fair judge comparing two answers written by AI assistants.
@@ -204,135 +201,3 @@ async def _gather(*aws: Any) -> list[Any]:
     if failed is not None:
         raise failed
     return list(results)
-
-
-# --- parsing the judge's reply ----------------------------------------------------------
-
-_LETTERS = "A-Za-zÀ-ɏЀ-ӿ"  # alphabets that put spaces between words
-_TIE_WORDS = (
-    r"tie|draw|empate|égalité|egalite|ex[ -]aequo|unentschieden|pareggio|parità"
-    r"|ничья|平局|平手|打平|引き分け|무승부|동점"
-)
-# In free prose "draw" is mostly a verb ("both answers draw on ..."): only labels may use it.
-_TIE_CLAIM_WORDS = r"tie|empate|égalité|unentschieden|pareggio|ничья|平局|打平|引き分け|무승부"
-_NOUN = (
-    r"(?:answer|response|assistant|output|completion|candidate|option|respuesta|opción"
-    r"|réponse|reponse|antwort|risposta|resposta|ответ|вариант)[ \t]+"
-    r"|(?:回答|答案|回复|回應|応答|答え|응답|답변)[ \t]*"
-)
-
-
-def _ab(group: str) -> str:
-    """An uppercase A or B not touching a Latin or Cyrillic letter: "Answer A", "回答A" and
-    "A更好" count, "Also" does not."""
-    return rf"(?<![{_LETTERS}])(?-i:(?P<{group}>[AB]))(?![{_LETTERS}])"
-
-
-def _tie(group: str, words: str = _TIE_WORDS) -> str:
-    return rf"(?<![{_LETTERS}])(?P<{group}>{words})(?![{_LETTERS}])"
-
-
-_FILLER = r"[\s*_\"'`#]*"
-_LABEL = (
-    r"verdict|winner|decision|choice|preference|better\s+(?:answer|response|one)"
-    r"|best\s+(?:answer|response)|preferred(?:\s+(?:answer|response))?"
-    r"|veredicto|ganador|ganadora|mejor\s+respuesta|gagnant|gagnante|meilleure\s+réponse"
-    r"|urteil|gewinner|bessere\s+antwort|verdetto|vincitore|risposta\s+migliore"
-    r"|вердикт|победитель|лучший\s+ответ"
-    r"|判决|判定|结论|結論|裁决|胜者|获胜者|勝者|판정|승자"
-)
-_ARTICLE = r"(?:(?:the|la|le|l'|die|der|el)\s*)?"
-# "Verdict: A", "Final verdict: [[B]]", "The better answer is Response A", "Veredicto: empate".
-_LABELLED = re.compile(
-    rf"(?P<final>(?:final|overall)\s+)?(?<![{_LETTERS}])(?:{_LABEL}){_FILLER}"
-    rf"(?:[:=：]|\b(?:is|es|est|ist|è|é)\b[ \t]*:?){_FILLER}{_ARTICLE}(?:{_NOUN})?\[*"
-    rf"(?:{_ab('v')}|(?-i:(?P<c>C))(?![{_LETTERS}])|{_tie('t')})",
-    re.IGNORECASE,
-)
-_BRACKETS = re.compile(r"\[\[\s*(?:(?P<v>[AB])|(?P<c>C)|(?P<t>tie))\s*\]\]", re.IGNORECASE)
-_ADVERB = (
-    r"(?:clearly|slightly|much|significantly|somewhat|far|overall|definitely|claramente"
-    r"|ligeramente|nettement|clairement|légèrement|klar|deutlich|etwas|chiaramente)\s+"
-)
-_BETTER = (
-    r"better|superior|stronger|preferable|the\s+better(?:\s+one)?|the\s+winner|wins"
-    r"|mejor|preferible|gana|meilleure?|supérieure?|préférable|gagne|l'emporte"
-    r"|besser|überlegen|gewinnt|migliore|vince|melhor|vence|лучше|предпочтительнее|побеждает"
-)
-_CJK_BETTER = (
-    r"(?:的(?:回答|答案))?\s*(?:更好|更佳|较好|較好|更优|更優|胜出|獲勝|获胜|更胜一筹"
-    r"|の方が(?:良い|よい|優れ)|が(?:より)?(?:良い|よい|優れ)|가\s*더\s*(?:좋|낫|우수))"
-)
-# "Answer A is better", "B wins", "La respuesta A es mejor", "回答A更好", "I prefer B", "tie".
-_CLAIMS = re.compile(
-    rf"(?<![{_LETTERS}])(?:{_NOUN})?{_ab('v1')}[ \t]*(?:(?:is|was|seems|es|est|ist|è|é)\s+)?"
-    rf"(?:{_ADVERB})?(?:{_BETTER})(?![{_LETTERS}])"
-    rf"|(?:{_NOUN})?{_ab('v2')}{_CJK_BETTER}"
-    rf"|\b(?:i\s+)?(?:prefer|prefiero|préfère|bevorzuge|preferisco)\s+{_ARTICLE}(?:{_NOUN})?"
-    rf"{_ab('v3')}"
-    rf"|{_tie('t', _TIE_CLAIM_WORDS)}"
-    rf"|\bneither(?:\s+(?:answer|response|one))?\s+is\s+(?:clearly\s+)?better\b",
-    re.IGNORECASE,
-)
-# "Neither A nor B is better", "Answer A is not better": a negated claim is no claim.
-_NEGATION = re.compile(rf"\b(?:not|nor|no|ni|noch|non|neither)\s+(?:{_NOUN})?$", re.IGNORECASE)
-_EMPHASIS = re.compile(
-    rf"(?:\*\*|__)\s*(?:{_ab('v')}|{_tie('t')})\s*[.!]?\s*(?:\*\*|__)", re.IGNORECASE
-)
-# A verdict alone on its line: "B", "Response A", "回答A", "Tie."
-_ALONE = re.compile(
-    rf"^[ \t*_#>\"'`]*(?:(?:final[ \t]+)?(?:{_NOUN}))?(?:{_ab('v')}|{_tie('t')})"
-    rf"[ \t*_.!\"'`]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
-# Cyrillic А/В typed for the Latin letters ("Ответ А лучше") when they stand alone.
-_CYRILLIC_AB = re.compile(r"(?<![^\W\d_])([АВ])(?![^\W\d_])")
-
-
-def parse_verdict(text: str | None) -> Verdict | None:
-    """The verdict in a pairwise judge's reply: ``"A"``, ``"B"``, ``"tie"``, or ``None``.
-
-    Looks, in order, for a JSON ``"winner"`` (or ``"verdict"``), a bracketed verdict
-    (``[[A]]``; ``[[C]]`` is a tie), a labelled one (``Verdict: B``, ``Veredicto:
-    Respuesta A``, ``The better answer is A``; "final"/"overall" ones win a
-    disagreement), a claim (``Answer A is better``, ``La réponse B est meilleure``,
-    ``回答A更好``, ``I prefer B``, ``tie``), an emphasised letter (``**B**``) and a
-    verdict alone on its line (``Response B``). The first kind found decides; if it
-    names more than one result, or nothing is found, the answer is ``None``.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    text = unicodedata.normalize("NFKC", text)
-    values = json_values(text, "winner") or json_values(text, "verdict")
-    if values is not None:
-        verdicts = {_json_verdict(v) for v in values}
-        return verdicts.pop() if len(verdicts) == 1 else None
-    text = _CYRILLIC_AB.sub(lambda m: "A" if m.group(1) == "А" else "B", text)
-    for pattern in (_BRACKETS, _LABELLED, _CLAIMS, _EMPHASIS, _ALONE):
-        matches = list(pattern.finditer(text))
-        if pattern is _CLAIMS:
-            matches = [m for m in matches if not _NEGATION.search(text, 0, m.start())]
-        if not matches:
-            continue
-        final = [m for m in matches if m.groupdict().get("final")]
-        verdicts = {_match_verdict(m) for m in final or matches}
-        return verdicts.pop() if len(verdicts) == 1 else None
-    return None
-
-
-def _match_verdict(match: re.Match[str]) -> Verdict:
-    for group, value in match.groupdict().items():
-        if value and group.startswith("v"):
-            return "A" if value.upper() == "A" else "B"
-    return "tie"  # [[C]], "Verdict: C", a tie word, "neither is better"
-
-
-def _json_verdict(value: Any) -> Verdict | None:
-    if not isinstance(value, str):
-        return None
-    word = re.sub(rf"^\s*(?:{_NOUN})?", "", value.strip(), flags=re.IGNORECASE).strip(" .*[]")
-    if word.upper() in ("A", "B"):
-        return "A" if word.upper() == "A" else "B"
-    if word.upper() == "C" or re.fullmatch(_TIE_WORDS, word, re.IGNORECASE):
-        return "tie"
-    return None

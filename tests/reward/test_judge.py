@@ -16,7 +16,8 @@ from arbitrage.engine.cache import CallCache
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 from reward.base import Score
-from reward.judge import DEFAULT_RUBRIC, JudgeReward, parse_score
+from reward.judge import DEFAULT_RUBRIC, JudgeReward
+from reward.parsing import parse_score
 
 PROMPT = Prompt(text="¿Cuál es la capital de Francia?", language="es", task="qa")
 

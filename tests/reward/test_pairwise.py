@@ -14,7 +14,8 @@ from arbitrage.engine.cache import CallCache
 from arbitrage.records import Prompt
 from reward import get_reward
 from reward.base import Score
-from reward.pairwise import PAIRWISE_RUBRIC, Comparison, PairwiseJudgeReward, parse_verdict
+from reward.pairwise import PAIRWISE_RUBRIC, Comparison, PairwiseJudgeReward
+from reward.parsing import parse_verdict
 
 PROMPT = Prompt(text="¿Cuál es la capital de Francia?", language="es", task="qa")
 OTHER = Prompt(text="Name a prime number.", language="en", task="math")

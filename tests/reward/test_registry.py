@@ -53,3 +53,63 @@ def test_import_reward_loads_neither_torch_nor_litellm() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+PLUGIN = """
+from reward import RewardModel, Score
+
+
+class Shortest(RewardModel):
+    name = "shortest"
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    async def ascore(self, prompt, completion):
+        return Score(self.scale / (1 + len(completion)))
+"""
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A real (if tiny) installed distribution with an ``arbitrage.rewards`` entry point."""
+    (tmp_path / "arb_reward_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "arb_reward_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: arb-reward-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[arbitrage.rewards]\nshortest = arb_reward_plugin:Shortest\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("arb_reward_plugin", None)
+
+
+def test_entry_point_reward_is_built_by_name_from_a_config(installed_plugin) -> None:  # type: ignore[no-untyped-def]
+    from arbitrage.config import parse_config
+    from arbitrage.records import Prompt
+    from arbitrage.run import build_reward, preflight
+    from reward import available
+
+    assert available()["shortest"] == "arb_reward_plugin:Shortest"
+    config = parse_config(
+        {
+            "teachers": [{"name": "a", "model": "openai/a"}],
+            "reward": {"kind": "shortest", "params": {"scale": 2.0}, "language": {"mode": "off"}},
+        }
+    )
+    preflight(config)
+    reward = build_reward(config)
+    assert reward.score(Prompt(text="q", language="en", task="qa"), "x").value == 1.0
+
+
+def test_register_adds_a_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reward import register
+
+    class Constant(RewardModel):
+        async def ascore(self, prompt, completion):  # type: ignore[no-untyped-def]
+            return Score(0.25)
+
+    monkeypatch.setitem(REWARDS, "constant", Constant)  # undone after the test
+    register("constant", Constant)
+    assert isinstance(get_reward("constant"), Constant)
