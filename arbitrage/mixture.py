@@ -313,7 +313,8 @@ def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path
     paths: dict[str, Path] = {}
     for name, ds in sets.items():
         folder = out / ("dataset" if name == "mixture" else name)
-        ds.save_to_disk(str(folder))
+        # An empty set still gets one (empty) shard, else load_from_disk cannot read it.
+        ds.save_to_disk(str(folder), num_shards=1 if len(ds) == 0 else None)
         ds.to_json(str(out / f"{name}.jsonl"), lines=True, force_ascii=False)
         ds.to_parquet(str(out / f"{name}.parquet"))
         paths[name if name == "preference" else "dataset"] = folder

@@ -72,7 +72,8 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
         tok_in = JUDGE_RUBRIC_TOKENS + prompt_tokens + answer
         calls = total_calls
         if scorer.kind == "pairwise":  # both orders of every pair of a prompt's answers
-            calls = n * per * max(per - 1, 0)
+            answers = per * len(config.teachers)  # per prompt
+            calls = n * answers * max(answers - 1, 0)
             tok_in += answer
         label = getattr(scorer, "label", scorer.kind)
         rows.append(

@@ -53,8 +53,12 @@ def test_cli_run_on_real_local_model(tmp_path, smol_cache, monkeypatch, capsys):
         assert gen["usage"]["prompt_tokens"] > 0
         assert gen["finish_reason"] in ("stop", "length")
         if gen["error"] == "" and gen["text"].strip() and gen["finish_reason"] == "stop":
-            assert set(cand["reward_details"]) == {"judge_yes", "language_fidelity", "degeneracy"}
-            assert -0.5 <= cand["reward"] <= 1.0
+            details = cand["reward_details"]
+            assert {"judge_yes", "language_fidelity", "degeneracy"} <= set(details)
+            if details.get("language_gated"):  # the default gate: below 0.5, unscored
+                assert cand["reward"] is None and details["language_fidelity"] < 0.5
+            else:
+                assert -0.5 <= cand["reward"] <= 1.0
         else:
             assert cand["reward"] is None
     ds = load_from_disk(str(run / "dataset"))

@@ -269,3 +269,11 @@ def test_preference_dataset_goes_through_dpo_trainer_tokenisation(tmp_path):
     assert len(prepared) == 6
     assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(prepared.column_names)
     assert all(len(row["chosen_ids"]) > 0 for row in prepared)
+
+
+def test_a_run_without_pairs_still_writes_loadable_datasets(tmp_path):
+    rows = [outcome(f"Question {i} with one answer", {"a": (answer(i), 0.9)}) for i in range(3)]
+    paths = save_mixture(make_mixture(rows, MixtureConfig(), teacher_order=TEACHERS), tmp_path)
+    pairs = load_from_disk(str(paths["preference"]))
+    assert pairs.num_rows == 0 and "chosen" in pairs.column_names
+    assert load_from_disk(str(paths["dataset"])).num_rows == 3

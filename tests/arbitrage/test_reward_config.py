@@ -112,3 +112,30 @@ def test_preflight_checks_every_members_kind_and_key(monkeypatch: pytest.MonkeyP
 def test_api_settings_only_reach_llm_judges() -> None:
     with pytest.raises(ConfigError, match="apply to kinds 'judge' and 'pairwise'"):
         build_reward(_config({"kind": "hf", "model": "x", "api_base": "http://127.0.0.1:1"}))
+
+
+def test_estimate_prices_every_llm_member_and_pairwise_by_its_comparisons() -> None:
+    from arbitrage.engine.estimate import estimate, generations_per_prompt
+
+    prices = {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}
+    config = parse_config(
+        {
+            "teachers": [*TEACHERS, {**TEACHERS[0], "name": "b"}],
+            "pool": {"n_prompts": 100},
+            "router": {"name": "reward"},
+            "reward": {
+                "kind": "ensemble",
+                "members": [
+                    {**JUDGE, "params": prices},
+                    {**JUDGE, "kind": "pairwise", "name": "pw", "params": prices},
+                    {"kind": "hf", "model": "x"},
+                ],
+            },
+        }
+    )
+    rows = {row["who"]: row for row in estimate(config)}
+    assert generations_per_prompt(config) == 1  # per teacher: every teacher answers
+    assert rows["judge"]["calls"] == 200  # one per answer
+    assert rows["pw"]["calls"] == 200  # both orders of the one pair of each prompt
+    assert rows["pw"]["input_tokens"] > rows["judge"]["input_tokens"]  # two answers a call
+    assert rows["judge"]["usd"] > 0 and "hf" not in rows
