@@ -6,7 +6,6 @@ import json
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,11 +54,8 @@ def run_example(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_learns_heldout_pairs_and_saves_an_hf_reward(tmp_path):
     run_dir = write_run(tmp_path / "run", outcomes(60))
-    start = time.perf_counter()
     done = run_example(str(run_dir), "--heldout", "20", "--steps", "60", "--seed", "0")
-    elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-2000:]
-    assert elapsed < 120  # ~15 s alone on 2 cores
     result = json.loads((run_dir / "reward_model_eval.json").read_text())
     assert (result["train_pairs"], result["heldout_pairs"]) == (40, 20)
     # Measured (seed 0): 40% before, 100% after.
