@@ -118,7 +118,8 @@ class Arbitrage:
         finished = {o.prompt.id: o for o in done}
         if finished:
             self.router.replay(list(finished.values()))
-            self.reward.replay(list(finished.values()))
+        # As read: a repeated prompt counted as often as it was scored.
+        self.reward.replay(done)
         todo = [p for p in prompts if p.id not in finished]
         bar = self._bar("prompts", len(prompts), completed=len(prompts) - len(todo))
         for i in range(0, len(todo), self.batch_size):
@@ -230,13 +231,15 @@ class Arbitrage:
             got = await self.reward.ascore_batch(
                 [(prompts[gens[i].prompt_id], gens[i].text) for i in todo]
             )
+        except ArbitrageError:
+            raise  # a budget stop or a config error says what it is
         except Exception as exc:
             raise RewardError(
-                f"reward model {self.reward.name!r} failed: {type(exc).__name__}: {exc}"
+                f"reward {self.reward.describe()} failed: {type(exc).__name__}: {exc}"
             ) from exc
         if len(got) != len(todo):
             raise RewardError(
-                f"reward model {self.reward.name!r} returned {len(got)} scores "
+                f"reward {self.reward.describe()} returned {len(got)} scores "
                 f"for {len(todo)} answers"
             )
         for i, score in zip(todo, got, strict=True):

@@ -114,8 +114,8 @@ def build_scorer(
     )
     try:
         return make_scorer(cfg)
-    except TypeError as exc:  # a required setting is missing, e.g. a judge's model
-        raise ConfigError(f"scorer {kind!r}: {exc} (pass it with --model or --param)") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (set it with --model or --param)") from None
 
 
 def multi_candidate(outcomes: Sequence[Outcome]) -> list[tuple[Outcome, list[Candidate]]]:

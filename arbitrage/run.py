@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage import __version__
-from arbitrage.config import RunConfig, ScorerConfig
+from arbitrage.config import LanguageCheckConfig, RunConfig, ScorerConfig
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.pipeline import Arbitrage, RunResult
 from arbitrage.records import Outcome, Prompt, dumps
@@ -69,8 +69,8 @@ def config_hash(config: RunConfig) -> str:
 
 
 def preflight(config: RunConfig) -> None:
-    """Fail fast, before any work is paid for: unknown router, router param or reward
-    kind, or an API key environment variable that is not set."""
+    """Fail fast, before any work is paid for: unknown router, router param, reward kind
+    or reward param, or an API key environment variable that is not set."""
     from arbitrage.config import closest_hint
     from reward import available
     from routers import get_router
@@ -80,14 +80,16 @@ def preflight(config: RunConfig) -> None:
         from arbitrage.cluster import require_ray
 
         require_ray()
+    kinds = [*available(), "ensemble"]
     for kind in [s.kind for s in config.reward.scorers()]:
-        if kind not in available():
-            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, available())}")
+        if kind not in kinds:
+            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, kinds)}")
     envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
     envs += [("reward", s.api_key_env) for s in config.reward.scorers()]
     for who, env in envs:
         if env is not None and not os.environ.get(env):
             raise ConfigError(f"{who}: environment variable {env} is not set")
+    build_scorer(config)  # bad reward params fail here, not after the pool is paid for
 
 
 def build_scorer(config: RunConfig) -> RewardModel:
@@ -100,15 +102,18 @@ def build_scorer(config: RunConfig) -> RewardModel:
 
 
 def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
-    """The scorer with what the config adds: the ensemble's weighted sum, length control,
-    per-language normalisation and the language gate (stateful steps, so a cluster run
-    applies them on the driver)."""
+    """The scorer with what the config adds, in this order: the language gate (``gate``
+    mode: wrong-language answers are unscored before any statistics see them), the
+    ensemble's weighted sum, length control, per-language normalisation, and the
+    language penalty (``penalty`` mode, in the final score's units). The stateful
+    steps run where this is called: on the driver in a cluster run."""
     from reward.calibrate import LanguageNormalised, LengthControl
     from reward.ensemble import WeightedSum
-    from reward.gate import LanguageGate
 
     cfg = config.reward
     reward = scorer
+    if cfg.language.mode == "gate":
+        reward = _language(cfg.language, reward)
     if cfg.kind == "ensemble":
         reward = WeightedSum(reward, {m.label: m.weight for m in cfg.members})
     if cfg.length.mode != "off":
@@ -120,15 +125,21 @@ def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
         )
     if cfg.normalise == "language":
         reward = LanguageNormalised(reward)
-    if cfg.language.mode != "off":
-        reward = LanguageGate(
-            reward,
-            cfg.language.mode,
-            threshold=cfg.language.threshold,
-            penalty=cfg.language.penalty,
-            per_language=cfg.language.per_language,
-        )
+    if cfg.language.mode == "penalty":
+        reward = _language(cfg.language, reward)
     return reward
+
+
+def _language(cfg: LanguageCheckConfig, inner: RewardModel) -> RewardModel:
+    from reward.gate import LanguageGate
+
+    return LanguageGate(
+        inner,
+        "gate" if cfg.mode == "gate" else "penalty",
+        threshold=cfg.threshold,
+        penalty=cfg.penalty,
+        per_language=cfg.per_language,
+    )
 
 
 def build_reward(config: RunConfig) -> RewardModel:
@@ -198,8 +209,8 @@ class RunDir:
             previous = json.loads(marker.read_text()).get("config_hash")
             if previous != digest:
                 raise ConfigError(
-                    f"{self.path} holds a run of a different config; use another --out "
-                    "or delete that directory"
+                    f"{self.path} holds a run of a different config (or of a version with "
+                    "other defaults); use another --out or delete that directory"
                 )
             return
         if self.path.exists() and any(self.path.iterdir()):
@@ -304,7 +315,7 @@ async def arun_config(
         panel.attach(teachers)
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
-    reward = reward_model or build_reward(config)
+    reward = wrap_reward(config, reward_model) if reward_model else build_reward(config)
     run_dir = RunDir(config.out)
     run_dir.prepare(config)
     cache = open_cache(config)

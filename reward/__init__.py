@@ -13,6 +13,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+from arbitrage.errors import ConfigError
 from arbitrage.registry import check_params, lookup
 from reward.base import RewardModel, RewardWrapper, Score
 
@@ -43,7 +44,10 @@ def get_reward(kind: str, **params: Any) -> RewardModel:
     """Build the reward model called ``kind``; unknown kinds and params are ``ConfigError``s."""
     cls = lookup(kind, available(), RewardModel, "reward")
     check_params(cls, params, f"reward {kind!r}")
-    return cls(**params)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:  # a missing or mistyped param
+        raise ConfigError(f"reward {kind!r}: {exc}") from None
 
 
 __all__ = [

@@ -32,6 +32,9 @@ class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of tw
     """Scores completions. Subclasses override ``ascore`` or ``ascore_batch``."""
 
     name: ClassVar[str] = "base"
+    #: Scores depend on the other answers to the same prompt (a pairwise judge): a
+    #: batch split over workers is then cut only between prompts.
+    per_prompt: ClassVar[bool] = False
 
     async def ascore(self, prompt: Prompt, completion: str) -> Score:
         """Score one completion."""

@@ -5,10 +5,10 @@ batch is adjusted (so every answer of a batch is adjusted the same way), and
 relearnt from the outcomes of an interrupted run (``replay``): a resumed run
 adjusts exactly as an uninterrupted one would.
 
-Within one prompt every candidate shares the language, so neither changes who
-wins a prompt as long as the statistics do not move mid-batch; they change what
-scores *mean across languages*: mixture thresholds, preference-pair margins,
-quotas, report averages and what a bandit router learns.
+Within one prompt every candidate shares the language, so normalisation never
+changes who wins a prompt; it changes what scores *mean across languages*:
+mixture thresholds, preference-pair margins, quotas, report averages and what a
+bandit router learns. Length control does change winners: that is its purpose.
 """
 
 from __future__ import annotations

@@ -84,6 +84,9 @@ class Panel(RewardModel):
 class WeightedSum(RewardWrapper):
     """``Σ weight × member score / Σ weight`` over a panel's members.
 
+    An answer the inner model left unscored (a member could not score it, or the
+    language gate stopped it) stays unscored and does not enter the statistics.
+
     Args:
         inner: A ``Panel`` (or anything that puts each member's value in
             ``details[label]``).
@@ -105,11 +108,12 @@ class WeightedSum(RewardWrapper):
 
     async def adjust(self, pairs: Sequence[tuple[Prompt, str]], scores: list[Score]) -> list[Score]:
         for (prompt, _), score in zip(pairs, scores, strict=True):
-            self._observe(prompt.language, score.details)
+            if self._complete(score.value, score.details):
+                self._observe(prompt.language, score.details)
         total = sum(self.weights.values())
         out = []
         for (prompt, _), score in zip(pairs, scores, strict=True):
-            if any(label not in score.details for label in self.weights):
+            if not self._complete(score.value, score.details):
                 out.append(Score(None, score.details))
                 continue
             value = sum(
@@ -119,11 +123,14 @@ class WeightedSum(RewardWrapper):
             out.append(Score(value / total, score.details))
         return out
 
+    def _complete(self, value: float | None, details: Mapping[str, float]) -> bool:
+        """Every member scored it, and nothing (the language gate) left it unscored."""
+        return value is not None and all(label in details for label in self.weights)
+
     def _observe(self, language: str, details: Mapping[str, float]) -> None:
         if self.normalise:
             for label in self.weights:
-                if label in details:
-                    self.stats[label, language].add(details[label])
+                self.stats[label, language].add(details[label])
 
     def _standard(self, label: str, language: str, value: float) -> float:
         if not self.normalise:
@@ -134,7 +141,11 @@ class WeightedSum(RewardWrapper):
     def replay(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
             for candidate in outcome.candidates:
-                self._observe(outcome.prompt.language, candidate.reward_details)
+                details = candidate.reward_details
+                # What adjust saw: the panel's value is None exactly when it was gated.
+                seen = None if details.get("language_gated") else 0.0
+                if self._complete(seen, details):
+                    self._observe(outcome.prompt.language, details)
         self.inner.replay(outcomes)
 
     def describe(self) -> str:

@@ -11,11 +11,13 @@ say so in ``details["truncated"]`` and are counted in a warning. With a call cac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from arbitrage.engine.cache import CallCache, request_key
@@ -36,11 +38,17 @@ class HFRewardModel(RewardModel):
         device: ``"auto"`` (CUDA if available, else CPU) or a torch device string.
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 elsewhere), ``"float32"``,
             ``"bfloat16"`` or ``"float16"``.
-        batch_size: Pairs per forward pass.
+        batch_size: Pairs per forward pass; ``None``: 16 on CUDA, 1 on CPU, where
+            a padded batch is slower than one pair at a time (benchmarks/scoring.py:
+            batch 8 at 0.69x the pairs/s of batch 1, even length-sorted).
         max_length: Longest input in tokens; longer ones are truncated (and flagged).
         trust_remote_code: Passed to ``from_pretrained``; only set it for a model
             whose code you trust (ArmoRM needs it).
-        cache: A call cache (``arbitrage.engine.CallCache``) for scores.
+        revision: A Hub branch, tag or commit to load (default: the main branch).
+        cache: A call cache (``arbitrage.engine.CallCache``) for scores. A score is
+            keyed by the pair, ``max_length``, the resolved device and dtype, and the
+            weights: a local folder's files (names, sizes, times), or a Hub model's
+            ``revision`` (pin a commit: a moving branch keeps serving cached scores).
     """
 
     name: ClassVar[str] = "hf"
@@ -51,14 +59,15 @@ class HFRewardModel(RewardModel):
         *,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         max_length: int = 4096,
         trust_remote_code: bool = False,
+        revision: str | None = None,
         cache: CallCache | None = None,
     ) -> None:
         if dtype not in _DTYPES:
             raise ConfigError(f"hf reward dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ConfigError(f"hf reward batch_size must be at least 1, got {batch_size}")
         if max_length < 1:
             raise ConfigError(f"hf reward max_length must be at least 1, got {max_length}")
@@ -68,7 +77,9 @@ class HFRewardModel(RewardModel):
         self.batch_size = batch_size
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.revision = revision
         self.cache = cache
+        self._weights: str | None = None  # what the cache key says about the weights
         self._loaded: tuple[Any, Any, Any] | None = None  # (torch, tokenizer, model)
         self._lock = threading.Lock()  # one load, one forward pass at a time
 
@@ -110,10 +121,36 @@ class HFRewardModel(RewardModel):
                 {"role": "assistant", "content": completion},
             ],
             "max_length": self.max_length,
-            "dtype": self.dtype,
-            "device": self.device,
+            "placement": self._placement(),
+            "weights": self._weights_id(),
         }
         return request_key(request)
+
+    def _placement(self) -> tuple[str, str]:
+        """(device, dtype) as resolved: ``auto`` means CUDA + bfloat16 or CPU + float32."""
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = self.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        return device, dtype
+
+    def _weights_id(self) -> str:
+        if self._weights is None:
+            folder = Path(self.model)
+            if folder.is_dir():  # retrained in place (examples/train_reward_model.py) = new key
+                files = sorted(p for p in folder.rglob("*") if p.is_file())
+                stats = [
+                    (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in files
+                ]
+                self._weights = hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+            else:
+                self._weights = f"revision:{self.revision or 'main'}"
+        return self._weights
 
     def _cached(self, key: str) -> Score | None:
         hit = self.cache.get(key) if self.cache is not None else None
@@ -145,8 +182,9 @@ class HFRewardModel(RewardModel):
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         values: list[float | None] = [None] * len(encoded)
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
+            size = self.batch_size or (16 if model.device.type == "cuda" else 1)
+            for start in range(0, len(order), size):
+                chunk = order[start : start + size]
                 batch = tokenizer.pad(
                     {"input_ids": [encoded[i] for i in chunk]},
                     padding=True,
@@ -203,18 +241,13 @@ class HFRewardModel(RewardModel):
                 f"the hf reward model needs torch and transformers ({exc.name} is missing): "
                 "pip install torch transformers"
             ) from exc
-        cuda = torch.cuda.is_available()
-        device = ("cuda" if cuda else "cpu") if self.device == "auto" else self.device
-        if self.dtype == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            dtype = getattr(torch, self.dtype)
+        device, dtype_name = self._placement()
+        dtype = getattr(torch, dtype_name)
+        options = {"trust_remote_code": self.trust_remote_code, "revision": self.revision}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                self.model, trust_remote_code=self.trust_remote_code
-            )
+            tokenizer = AutoTokenizer.from_pretrained(self.model, **options)
             model = AutoModelForSequenceClassification.from_pretrained(
-                self.model, dtype=dtype, trust_remote_code=self.trust_remote_code
+                self.model, dtype=dtype, **options
             )
         except (OSError, ValueError) as exc:
             raise RewardError(f"could not load hf reward model {self.model!r}: {exc}") from exc

@@ -111,6 +111,7 @@ class PairwiseJudgeReward(LLMJudge):
     """
 
     name: ClassVar[str] = "pairwise"
+    per_prompt: ClassVar[bool] = True
     default_rubric: ClassVar[str] = PAIRWISE_RUBRIC
 
     def json_schema(self) -> dict[str, Any]:

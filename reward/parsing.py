@@ -52,17 +52,21 @@ def cut_short(text: str) -> bool:
 # A number may be followed by a CJK counter for points: "8分", "８点", "8점".
 _NUM = r"(?<![\w.])-?\d+(?:[.,]\d+)?(?:(?![\w])|(?=[分点점]))"
 _LATIN_LABELS = (
-    r"score|rating|grade|puntuaci[oó]n|puntaje|calificaci[oó]n|nota|note|punteggio|voto"
+    # Not "note"/"nota": "Note: 3 steps are missing" is no score.
+    r"score|rating|grade|puntuaci[oó]n|puntaje|calificaci[oó]n|punteggio|voto"
     r"|bewertung|punktzahl|wertung|puan|skor|điểm|cijfer|оценка|балл"
 )
 _CJK_LABELS = r"評分|评分|分数|分數|得分|スコア|点数|評価|점수"
 _LABEL = rf"(?:(?<![^\W\d_])(?:{_LATIN_LABELS})(?![^\W\d_])|{_CJK_LABELS})"
 _FILLER = r"[\s*_\"'`#]*"
-_OF = r"\s*(?:/|out of|sur|de|su|von|из)\s*"
+_OF = r"\s*(?:/|out of|of|sur|de|su|von|из)\s*"
+# "Rating: 2 of the 5 claims ...": a count, not a score.
+_COUNT = r"(?![ \t]+(?:of|de|von|из)\b)"
 _LABELLED = re.compile(
     rf"(?P<final>(?:final|overall)\s+)?{_LABEL}(?P<after>\s+(?:final|finale|global|globale))?"
     rf"(?:\s*\([^)\n]*\))?{_FILLER}"
-    rf"(?:[:=]|\bis\b|\bof\b|would be)?{_FILLER}(?P<num>{_NUM})(?:{_OF}(?P<den>\d+))?"
+    rf"(?:(?P<sep>[:=])|\bis\b|\bof\b|would be)?{_FILLER}(?P<num>{_NUM})(?:{_OF}(?P<den>\d+))?"
+    rf"{_COUNT}"
     # "I'd rate it 7", "I give this answer an 8"
     rf"|\b(?:rate|give)\s+(?:it|this(?:\s+answer|\s+response)?)\s+(?:an?\s+)?"
     rf"(?P<vnum>{_NUM})(?:{_OF}(?P<vden>\d+))?",
@@ -120,8 +124,10 @@ def _prose_score(text: str, scale: tuple[int, int]) -> float | None:
 
     labelled = list(_LABELLED.finditer(text))
     if labelled:
+        # "Final score: 8" beats "Score: 7"; "Score: 8" beats "a score of 10 needs ...".
         final = [m for m in labelled if m.group("final") or m.group("after")]
-        return _decide(final or labelled, low, high)
+        colon = [m for m in labelled if m.group("sep")]
+        return _decide(final or colon or labelled, low, high)
     if _DECLINED.search(text):
         return None
     fractions = [m for m in _FRACTION.finditer(text) if float(m.group("den")) == high]
@@ -152,8 +158,14 @@ _TIE_WORDS = (
     r"tie|draw|empate|égalité|egalite|ex[ -]aequo|unentschieden|pareggio|parità"
     r"|ничья|平局|平手|打平|引き分け|무승부|동점"
 )
-# In free prose "draw" is mostly a verb ("both answers draw on ..."): only labels may use it.
-_TIE_CLAIM_WORDS = r"tie|empate|égalité|unentschieden|pareggio|ничья|平局|打平|引き分け|무승부"
+# In free prose a tie word alone is no verdict ("how to tie a tie", "l'égalité salariale",
+# "both answers draw on ..."): only a phrase that declares a tie is.
+_TIE_CLAIM = (
+    r"(?P<t>\b(?:it'?s|it\s+is|this\s+is|that'?s|result\s+is)\s+an?\s+(?:clear\s+)?tie\b"
+    r"|\bequally\s+(?:good|strong|helpful|correct|matched)\b"
+    r"|\b(?:es|hay)\s+(?:un\s+)?empate\b|\bc'est\s+(?:une\s+)?égalité\b|\bex[ -]aequo\b"
+    r"|\bunentschieden\b|\bpareggio\b|\bничья\b|平局|打平|引き分け|무승부)"
+)
 _NOUN = (
     r"(?:answer|response|assistant|output|completion|candidate|option|respuesta|opción"
     r"|réponse|reponse|antwort|risposta|resposta|ответ|вариант)[ \t]+"
@@ -208,7 +220,7 @@ _CLAIMS = re.compile(
     rf"|(?:{_NOUN})?{_ab('v2')}{_CJK_BETTER}"
     rf"|\b(?:i\s+)?(?:prefer|prefiero|préfère|bevorzuge|preferisco)\s+{_ARTICLE}(?:{_NOUN})?"
     rf"{_ab('v3')}"
-    rf"|{_tie('t', _TIE_CLAIM_WORDS)}"
+    rf"|{_TIE_CLAIM}"
     rf"|\bneither(?:\s+(?:answer|response|one))?\s+is\s+(?:clearly\s+)?better\b",
     re.IGNORECASE,
 )

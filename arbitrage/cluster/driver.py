@@ -143,17 +143,17 @@ def start_actors(ray: Any, config: RunConfig, *, reward: bool) -> Actors:
         if gpus is None:
             gpus = 1.0 if model and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         place: dict[str, Any] = {"num_cpus": 1 if model else 0, "num_gpus": gpus}
+        here = ray.get_runtime_context().get_node_id()
         if kinds & {"judge", "pairwise"} and config.cache.enabled:
             # its replies go to the run's SQLite cache: on this machine, as the driver's
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            here = ray.get_runtime_context().get_node_id()
             place["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=False)
         scorer = ray.remote(RewardWorker)
         actors.rewards = [
             scorer.options(
                 name=f"{run}-reward-{i}", namespace=NAMESPACE, **place, **restart
-            ).remote(config, gate_name, env)
+            ).remote(config, gate_name, env, here)
             for i in range(config.ray.reward_workers)
         ]
     return actors
@@ -170,7 +170,7 @@ async def arun_ray(
 
     ``reward_model``, if given, scores on the driver instead of on reward workers.
     """
-    from arbitrage.run import RunDir, abuild_pool, reward_spent
+    from arbitrage.run import RunDir, abuild_pool, reward_spent, wrap_reward
     from routers import get_router
 
     names = [t.name for t in config.teachers]
@@ -195,7 +195,10 @@ async def arun_ray(
                 teachers = [RemoteTeacher(t, dispatch, budget, cache) for t in config.teachers]
                 if panel is not None:
                     panel.attach(teachers)
-                reward = reward_model or await _remote_reward(config, actors.rewards)
+                if reward_model is not None:
+                    reward = wrap_reward(config, reward_model)
+                else:
+                    reward = await _remote_reward(config, actors.rewards)
                 engine = Arbitrage(teachers, reward, router, batch_size=config.batch_size)
                 result = await _loop(engine, actors, pool, done, run_dir, config, progress)
                 state = await actors.refresh(teachers)
@@ -249,9 +252,9 @@ async def _remote_reward(config: RunConfig, workers: Sequence[Any]) -> RewardMod
 
     scorers = config.reward.scorers()
     models = [s for s in scorers if s.kind in ("local", "hf")]
-    multiple = max((int(s.params.get("batch_size", 8)) for s in models), default=1)
-    pairwise = any(s.kind == "pairwise" for s in scorers)
-    remote = RemoteReward(workers, multiple, description, by_prompt=pairwise)
+    multiple = max((int(s.params.get("batch_size") or 8) for s in models), default=1)
+    by_prompt: bool = await workers[0].per_prompt.remote()
+    remote = RemoteReward(workers, multiple, description, by_prompt=by_prompt)
     return wrap_reward(config, remote)
 
 
@@ -269,6 +272,7 @@ async def _loop(
     finished = {o.prompt.id: o for o in done}
     if finished:
         engine.router.replay(list(finished.values()))
+    engine.reward.replay(done)  # as read: a repeated prompt counted as often as it was scored
     seen: list[str] = []
     size = config.batch_size
     # the prompts done before this run, not those done in it: a pool may repeat a prompt,

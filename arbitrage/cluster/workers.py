@@ -164,14 +164,19 @@ class RewardWorker:
 
     A judge keeps its replies in the run's call cache, so judge workers run on the
     driver's machine (SQLite is shared by processes of one machine, not across machines).
+    A reward model's worker may run on any machine with a GPU; it caches its scores
+    only when it runs on the driver's.
 
     Args:
         config: The run's config.
         gate: The name of the run's gate (a judge's spend counts against the run's budget).
         env: Environment variables to set first (the judge's API key).
+        driver_node: The Ray node id of the driver's machine.
     """
 
-    def __init__(self, config: RunConfig, gate: str, env: dict[str, str]) -> None:
+    def __init__(self, config: RunConfig, gate: str, env: dict[str, str], driver_node: str) -> None:
+        import ray
+
         from arbitrage.run import attach_reward, build_scorer
 
         os.environ.update(env)
@@ -180,7 +185,8 @@ class RewardWorker:
         # which live on the driver so that every worker's answers count alike.
         self.reward = build_scorer(config)
         calls = any(hasattr(part, "cache") for part in self.reward.parts())
-        self.cache = open_cache(config) if calls else None
+        local = ray.get_runtime_context().get_node_id() == driver_node
+        self.cache = open_cache(config) if calls and local else None
         attach_reward(self.reward, self.cache, None)
         self.incarnation = uuid.uuid4().hex
 
@@ -195,6 +201,10 @@ class RewardWorker:
 
     def describe(self) -> str:
         return self.reward.describe()
+
+    def per_prompt(self) -> bool:
+        """Whether the scorer compares the answers of one prompt with each other."""
+        return any(part.per_prompt for part in self.reward.parts())
 
     def stats(self) -> dict[str, Any]:
         """This incarnation's cache hits and judge spend."""

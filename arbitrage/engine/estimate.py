@@ -8,6 +8,7 @@ are counted at ``max_tokens``, so the figure is an upper bound for the answers.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,37 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
         tok_in = JUDGE_RUBRIC_TOKENS + prompt_tokens + answer
         calls = total_calls
         if scorer.kind == "pairwise":  # both orders of every pair of a prompt's answers
-            answers = per * len(config.teachers)  # per prompt
-            calls = n * answers * max(answers - 1, 0)
+            calls = pairwise_calls(config)
             tok_in += answer
         label = getattr(scorer, "label", scorer.kind)
         rows.append(
             _row(label, scorer.model, calls, tok_in, max_out, _judge_prices(scorer.model, scorer))
         )
     return rows
+
+
+def pairwise_calls(config: RunConfig) -> float:
+    """Expected pairwise-judge calls, Σ k(k − 1) over prompts with k answers each: every
+    teacher on reward-routed (and warm-up) prompts, two on explored ones, fractional
+    budgets as a mix of the two nearest whole counts."""
+    n, t = config.pool.n_prompts, len(config.teachers)
+    params = config.router.params
+
+    def pairs(k: float) -> float:  # E[k(k-1)] for k spread over the two nearest integers
+        low = math.floor(k)
+        frac = k - low
+        return frac * (low + 1) * low + (1 - frac) * low * (low - 1)
+
+    if config.router.name == "reward":
+        return n * t * (t - 1)
+    if config.router.name == "learned":
+        warmup = min(int(params.get("warmup", 20)), n)
+        explored = (n - warmup) * float(params.get("explore", 0.1))
+        k = min(int(params.get("explore_teachers", 2)), t)
+        return warmup * t * (t - 1) + explored * k * (k - 1)
+    if config.router.name == "bandit":
+        return n * pairs(min(float(params.get("max_generations_per_prompt", 1.4)), t))
+    return 0.0  # one answer a prompt
 
 
 def _judge_prices(model: str, scorer: Any) -> tuple[float, float]:

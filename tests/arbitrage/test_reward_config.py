@@ -139,3 +139,24 @@ def test_estimate_prices_every_llm_member_and_pairwise_by_its_comparisons() -> N
     assert rows["pw"]["calls"] == 200  # both orders of the one pair of each prompt
     assert rows["pw"]["input_tokens"] > rows["judge"]["input_tokens"]  # two answers a call
     assert rows["judge"]["usd"] > 0 and "hf" not in rows
+
+
+@pytest.mark.parametrize(
+    ("router", "expected"),
+    [
+        ({"name": "reward"}, 1000 * 3 * 2),
+        # 20 warm-up prompts × 3 × 2, then 10% of 980 explored with two teachers × 2 × 1
+        ({"name": "learned", "params": {"warmup": 20, "explore": 0.1}}, 20 * 6 + 98 * 2),
+        # 1.4 answers a prompt: 40% of prompts get two (2 calls), the rest one (none)
+        ({"name": "bandit", "params": {"max_generations_per_prompt": 1.4}}, 1000 * 0.4 * 2),
+        ({"name": "random"}, 0),
+    ],
+)
+def test_pairwise_calls_follow_the_router(router: dict[str, Any], expected: float) -> None:
+    from arbitrage.engine.estimate import pairwise_calls
+
+    teachers = [{**TEACHERS[0], "name": n} for n in ("a", "b", "c")]
+    config = parse_config(
+        {"teachers": teachers, "pool": {"n_prompts": 1000}, "router": router, "reward": JUDGE}
+    )
+    assert pairwise_calls(config) == pytest.approx(expected)

@@ -205,3 +205,53 @@ def test_replay_resumes_exactly_where_an_uninterrupted_run_would_be(build: objec
     resumed = build(Table(values))  # type: ignore[operator]
     resumed.replay(_outcomes(first, done))
     assert resumed.score_batch(second) == expected
+
+
+def test_a_resumed_run_scores_as_an_uninterrupted_one(stub_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Arbitrage.arun(done=...) hands the finished outcomes to the reward's replay."""
+    from arbitrage.config import TeacherConfig
+    from arbitrage.pipeline import Arbitrage
+    from arbitrage.teachers import Teacher
+    from routers import get_router
+
+    monkeypatch.setenv("STUB_KEY", "sk-test")
+    for name in ("alpha", "beta"):
+        stub_server.set_handler(
+            name, lambda m, n=name: f"{n} says " + "word " * (len(m[-1]["content"]) % 37)
+        )
+
+    class Words(RewardModel):
+        async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
+            return [
+                Score(len(text.split()) + (3.0 if "alpha" in text else 0.0)) for _, text in pairs
+            ]
+
+    def engine() -> Arbitrage:
+        teachers = [
+            Teacher(
+                TeacherConfig(
+                    name=n, model=f"openai/{n}", api_base=stub_server.url, api_key_env="STUB_KEY"
+                )
+            )
+            for n in ("alpha", "beta")
+        ]
+        reward = LanguageNormalised(LengthControl(Words(), min_samples=3))
+        return Arbitrage(teachers, reward, get_router("reward", ["alpha", "beta"]), batch_size=4)
+
+    prompts = [
+        Prompt(
+            text=f"question number {i} " + "x" * (i * 7), language=("en", "fr")[i % 2], task="qa"
+        )
+        for i in range(12)
+    ]
+    straight = engine().run(prompts).outcomes
+    first = engine().run(prompts[:8]).outcomes
+    resumed = engine().run(prompts, done=first).outcomes
+
+    def rewards(outcomes: Sequence[Outcome]) -> list[list[float | None]]:
+        return [[c.reward for c in o.candidates] for o in outcomes]
+
+    assert rewards(resumed) == rewards(straight)
+    # Without the replay the last batch would be scored against empty statistics.
+    fresh = engine().run(prompts[8:]).outcomes
+    assert rewards(fresh) != rewards(straight[8:])

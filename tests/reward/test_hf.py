@@ -259,3 +259,19 @@ def test_a_classifier_with_several_outputs_is_not_a_reward_model(tmp_path: Path)
     LlamaForSequenceClassification(config).save_pretrained(path)
     with pytest.raises(RewardError, match="has 3 outputs"):
         HFRewardModel(str(path)).score(*PAIRS[0])
+
+
+def test_weights_retrained_in_place_are_scored_anew(tmp_path: Path) -> None:
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    from arbitrage.engine.cache import CallCache
+
+    path = _save_tiny_model(tmp_path / "rm")
+    cache = CallCache(tmp_path / "cache.sqlite")
+    before = HFRewardModel(str(path), cache=cache).score_batch(PAIRS[:2])
+    torch.manual_seed(7)  # "retrain": new weights, same folder
+    LlamaForSequenceClassification(AutoConfig.from_pretrained(path)).save_pretrained(path)
+    after = HFRewardModel(str(path), cache=cache).score_batch(PAIRS[:2])
+    assert cache.writes == 4 and cache.hits == 0
+    assert after != before
+    cache.close()

@@ -340,3 +340,19 @@ def test_parse_score_other_scales() -> None:
     assert parse_score("Score: 0", (0, 100)) == 0.0
     assert parse_score("85/100", (0, 100)) == 85.0
     assert parse_score("8/10", (0, 100)) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Note: 3 steps are missing from the proof.", None),  # a note is not a score
+        ("Rating: 2 of the 5 claims are wrong.", None),  # a count is not a score
+        ("Note: 2 minor typos remain.\nScore: 8", 8.0),
+        ("Score: 8\nNote that a score of 10 requires sources.", 8.0),  # the labelled one
+        ("I give it a score of 8.", 8.0),
+        ("Score: 8 of 10", 8.0),
+        ("Note : 8/10", 8.0),
+    ],
+)
+def test_prose_near_a_score_is_not_a_score(reply: str, expected: float | None) -> None:
+    assert parse_score(reply, (1, 10)) == expected

@@ -242,3 +242,18 @@ VERDICTS: list[tuple[str | None, str | None]] = [
 @pytest.mark.parametrize(("text", "expected"), VERDICTS)
 def test_parse_verdict(text: str | None, expected: str | None) -> None:
     assert parse_verdict(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Both answers explain how to tie a tie, but Answer A is clearer.", None),
+        ("La réponse A traite mieux de l'égalité salariale.", None),
+        ("Answer B is better than Answer A. The tie-breaker is correctness.", "B"),
+        ("It's a tie: both are fine.", "tie"),
+        ("Both responses are equally good.", "tie"),
+        ("Es un empate.", "tie"),
+    ],
+)
+def test_a_tie_word_in_prose_is_not_a_tie(reply: str, expected: str | None) -> None:
+    assert parse_verdict(reply) == expected
