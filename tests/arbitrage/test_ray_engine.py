@@ -55,8 +55,8 @@ def judge(messages):
     return "Good.\nScore: 9" if good in text.split("[Answer]")[1] else "Weak.\nScore: 3"
 
 
-def write(tmp_path: Path, name: str, url: str, **overrides) -> Path:
-    config = stub_config(str(tmp_path / name), url, **overrides)
+def write(tmp_path: Path, name: str, url: str, *teachers: tuple[str, ...], **overrides) -> Path:
+    config = stub_config(str(tmp_path / name), url, *teachers, **overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -349,3 +349,68 @@ def socket_on_free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         yield s.getsockname()[1]
+
+
+def pairwise(messages):
+    """Prefers the teacher ``judge`` prefers, whichever position it is shown in."""
+    text = messages[-1]["content"]
+    lang = re.search(r"The user's language: (\w+)", text).group(1)
+    good = "ALPHA" if lang == "fr" else "BETA"
+    first = text.split("[Answer A]")[1].split("[End of answer A]")[0]
+    second = text.split("[Answer B]")[1].split("[End of answer B]")[0]
+    return "Verdict: A" if good in first else "Verdict: B" if good in second else "Verdict: tie"
+
+
+def test_reward_state_lives_on_the_driver_so_workers_do_not_change_scores(
+    tmp_path, stub, ray_instance
+):
+    stub.set_handler(
+        "alpha", lambda m: "ALPHA answers: " + m[-1]["content"][: len(m[-1]["content"]) % 50]
+    )
+    stub.set_handler("beta", lambda m: "BETA answers at length: " + m[-1]["content"])
+    stub.set_handler("gamma", lambda m: "GAMMA: " + m[-1]["content"][:30])
+    stub.set_handler("judge", judge)
+    stub.set_handler("pw", pairwise)
+    member = {"api_base": stub.url, "api_key_env": "STUB_KEY"}
+    reward = {
+        "kind": "ensemble",
+        "members": [
+            {"kind": "judge", "model": "openai/judge", **member},
+            {"kind": "pairwise", "model": "openai/pw", "weight": 2.0, **member},
+        ],
+        "length": {"mode": "regress", "min_samples": 4},
+        "normalise": "language",
+        "language": {"mode": "off"},
+    }
+    pool = {"n_prompts": 12, "languages": ["en", "fr"], "tasks": ["open_qa"]}
+    for name in ("local", "ray"):
+        config = write(
+            tmp_path,
+            name,
+            stub.url,
+            ("alpha", "beta", "gamma"),
+            batch_size=3,
+            pool=pool,
+            reward=reward,
+            ray={"reward_workers": 2},
+        )
+        assert main(["run", str(config), "--engine", name]) == 0
+
+    def rewards(run):
+        return [
+            [(c["generation"]["teacher"], c["reward"]) for c in json.loads(line)["candidates"]]
+            for line in lines(run, "outcomes.jsonl")
+        ]
+
+    local, ray = rewards(tmp_path / "local"), rewards(tmp_path / "ray")
+    assert ray == local
+    assert all(reward is not None for row in ray for _, reward in row)
+    # 9 answers a batch over 2 workers: cut at 5 they would split a prompt's three answers,
+    # and the pairwise judge would score that prompt from part of them.
+    details = [
+        c["reward_details"]
+        for line in lines(tmp_path / "ray", "outcomes.jsonl")
+        for c in json.loads(line)["candidates"]
+    ]
+    assert {d["pairwise.pairwise_comparisons"] for d in details} == {2.0}
+    assert lines(tmp_path / "ray", "mixture.jsonl") == lines(tmp_path / "local", "mixture.jsonl")
