@@ -36,6 +36,7 @@ import json
 import math
 import os
 import random
+import textwrap
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -415,9 +416,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_xlabel("language")
     ax.set_ylabel("agreement (95% CI)")
-    ax.set_title(
-        f"Agreement with the run's reward, per language\nB = {result['scorer_b']}", fontsize=9
-    )
+    # A scorer's description can be long (the offline proxy's is a formula): wrap it.
+    scorer = textwrap.shorten(str(result["scorer_b"]), width=150, placeholder=" ...")
+    subtitle = "\n".join(textwrap.wrap(f"B = {scorer}", width=70))
+    ax.set_title(f"Agreement with the run's reward, per language\n{subtitle}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
