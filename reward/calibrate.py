@@ -14,6 +14,7 @@ bandit router learns. Length control does change winners: that is its purpose.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,17 +58,47 @@ class Moments:
         return self.c_xy / self.m2_x if self.m2_x > 0 else 0.0
 
 
-def _observed(outcomes: Sequence[Outcome], key: str) -> list[tuple[Prompt, str, float]]:
-    """(prompt, answer, the value stored under ``key``) of every candidate that has one."""
-    return [
-        (o.prompt, c.generation.text, c.reward_details[key])
-        for o in outcomes
-        for c in o.candidates
-        if key in c.reward_details
-    ]
+class RunningStep(RewardWrapper):
+    """A step with running statistics: a batch's scores are all observed before any is
+    adjusted, and each adjusted score keeps the value it was given under ``KEY``, from
+    which ``replay`` relearns the statistics. Unscored answers pass through unobserved.
+
+    Subclasses implement ``observe`` and ``transform``.
+    """
+
+    KEY: ClassVar[str]
+
+    @abstractmethod
+    def observe(self, prompt: Prompt, text: str, value: float) -> None:
+        """Add one scored answer to the statistics."""
+
+    @abstractmethod
+    def transform(self, prompt: Prompt, text: str, value: float) -> tuple[float, dict[str, float]]:
+        """The adjusted value, and details to add."""
+
+    async def adjust(self, pairs: Sequence[tuple[Prompt, str]], scores: list[Score]) -> list[Score]:
+        for (prompt, text), score in zip(pairs, scores, strict=True):
+            if score.value is not None:
+                self.observe(prompt, text, score.value)
+        out = []
+        for (prompt, text), score in zip(pairs, scores, strict=True):
+            if score.value is None:
+                out.append(score)
+                continue
+            value, extra = self.transform(prompt, text, score.value)
+            out.append(Score(value, {**score.details, self.KEY: score.value, **extra}))
+        return out
+
+    def replay(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            for candidate in outcome.candidates:
+                if self.KEY in candidate.reward_details:
+                    value = candidate.reward_details[self.KEY]
+                    self.observe(outcome.prompt, candidate.generation.text, value)
+        self.inner.replay(outcomes)
 
 
-class LanguageNormalised(RewardWrapper):
+class LanguageNormalised(RunningStep):
     """Per-language z-scores: ``(value - mean) / std`` of the language's scores so far.
 
     A language whose scores run high (classifier reward models often score English
@@ -83,30 +114,18 @@ class LanguageNormalised(RewardWrapper):
         super().__init__(inner)
         self.stats: defaultdict[str, Moments] = defaultdict(Moments)
 
-    async def adjust(self, pairs: Sequence[tuple[Prompt, str]], scores: list[Score]) -> list[Score]:
-        for (prompt, _), score in zip(pairs, scores, strict=True):
-            if score.value is not None:
-                self.stats[prompt.language].add(score.value)
-        out = []
-        for (prompt, _), score in zip(pairs, scores, strict=True):
-            if score.value is None:
-                out.append(score)
-                continue
-            stats = self.stats[prompt.language]
-            z = (score.value - stats.mean_y) / (stats.std_y or 1.0)
-            out.append(Score(z, {**score.details, self.KEY: score.value}))
-        return out
+    def observe(self, prompt: Prompt, text: str, value: float) -> None:
+        self.stats[prompt.language].add(value)
 
-    def replay(self, outcomes: Sequence[Outcome]) -> None:
-        for prompt, _, value in _observed(outcomes, self.KEY):
-            self.stats[prompt.language].add(value)
-        self.inner.replay(outcomes)
+    def transform(self, prompt: Prompt, text: str, value: float) -> tuple[float, dict[str, float]]:
+        stats = self.stats[prompt.language]
+        return (value - stats.mean_y) / (stats.std_y or 1.0), {}
 
     def describe(self) -> str:
         return f"{self.inner.describe()}, z-scored per language"
 
 
-class LengthControl(RewardWrapper):
+class LengthControl(RunningStep):
     """Takes length out of the score, so verbosity does not win by itself.
 
     ``regress``: per language, the least-squares slope of score on log(characters)
@@ -142,20 +161,13 @@ class LengthControl(RewardWrapper):
         self.min_samples = min_samples
         self.stats: defaultdict[str, Moments] = defaultdict(Moments)
 
-    async def adjust(self, pairs: Sequence[tuple[Prompt, str]], scores: list[Score]) -> list[Score]:
+    def observe(self, prompt: Prompt, text: str, value: float) -> None:
         if self.mode == "regress":
-            for (prompt, text), score in zip(pairs, scores, strict=True):
-                if score.value is not None:
-                    self.stats[prompt.language].add(score.value, _log_length(text))
-        out = []
-        for (prompt, text), score in zip(pairs, scores, strict=True):
-            if score.value is None:
-                out.append(score)
-                continue
-            delta = self._adjustment(prompt.language, text)
-            details = {**score.details, self.KEY: score.value, "length_adjustment": delta}
-            out.append(Score(score.value + delta, details))
-        return out
+            self.stats[prompt.language].add(value, _log_length(text))
+
+    def transform(self, prompt: Prompt, text: str, value: float) -> tuple[float, dict[str, float]]:
+        delta = self._adjustment(prompt.language, text)
+        return value + delta, {"length_adjustment": delta}
 
     def _adjustment(self, language: str, text: str) -> float:
         if self.mode == "penalty":
@@ -164,12 +176,6 @@ class LengthControl(RewardWrapper):
         if stats.n < self.min_samples or stats.slope <= 0:
             return 0.0
         return -stats.slope * (_log_length(text) - stats.mean_x)
-
-    def replay(self, outcomes: Sequence[Outcome]) -> None:
-        if self.mode == "regress":
-            for prompt, text, value in _observed(outcomes, self.KEY):
-                self.stats[prompt.language].add(value, _log_length(text))
-        self.inner.replay(outcomes)
 
     def describe(self) -> str:
         how = "regressed out" if self.mode == "regress" else f"-{self.per_1k_chars}/1k chars"
