@@ -430,12 +430,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 def _open_run_cache(path: Path) -> CallCache | None:
     """The run's call cache, found as ``arbitrage run`` and ``retry-failed`` find it."""
-    from arbitrage.config import load_config, parse_config
+    from arbitrage.run import RunDir
     from arbitrage.teachers import open_cache
 
-    data = load_config(path / "config.yaml").public_dict()
-    data["out"] = str(path)
-    return open_cache(parse_config(data))
+    return open_cache(RunDir(path).config())
 
 
 def _run_reward(path: Path) -> str:

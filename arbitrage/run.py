@@ -68,9 +68,10 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def preflight(config: RunConfig) -> None:
+def preflight(config: RunConfig) -> RewardModel:
     """Fail fast, before any work is paid for: unknown router, router param, reward kind
-    or reward param, or an API key environment variable that is not set."""
+    or reward param, or an API key environment variable that is not set. Returns the
+    scorer it built to check the reward's params (``build_scorer``)."""
     from arbitrage.config import closest_hint
     from reward import available
     from routers import get_router
@@ -89,7 +90,7 @@ def preflight(config: RunConfig) -> None:
     for who, env in envs:
         if env is not None and not os.environ.get(env):
             raise ConfigError(f"{who}: environment variable {env} is not set")
-    build_scorer(config)  # bad reward params fail here, not after the pool is paid for
+    return build_scorer(config)  # bad reward params fail here, not after the pool is paid for
 
 
 def build_scorer(config: RunConfig) -> RewardModel:
@@ -201,6 +202,15 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def config(self) -> RunConfig:
+        """The config the run was started with (``config.yaml``), its ``out`` this folder
+        (where the run is now, wherever it was first written)."""
+        from arbitrage.config import load_config, parse_config
+
+        data = load_config(self.path / "config.yaml").public_dict()
+        data["out"] = str(self.path)
+        return parse_config(data)
+
     def prepare(self, config: RunConfig) -> None:
         """Create the directory, or check that it holds a run of the same config."""
         marker = self.path / "run.json"
@@ -305,7 +315,7 @@ async def arun_config(
     """Run a config end to end and write its run directory; resumes an interrupted run."""
     from routers import get_router
 
-    preflight(config)
+    scorer = preflight(config)
     if config.engine == "ray":
         from arbitrage.cluster import arun_ray
 
@@ -315,7 +325,7 @@ async def arun_config(
         panel.attach(teachers)
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
-    reward = wrap_reward(config, reward_model) if reward_model else build_reward(config)
+    reward = wrap_reward(config, scorer if reward_model is None else reward_model)
     run_dir = RunDir(config.out)
     run_dir.prepare(config)
     cache = open_cache(config)

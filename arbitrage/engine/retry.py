@@ -23,21 +23,18 @@ async def aretry_failed(
     run_dir: str | Path, *, progress: Progress | None = None
 ) -> tuple[int, RunResult | None]:
     """Retry the failed calls of a run; returns (prompts retried, the run's result)."""
-    from arbitrage.config import load_config, parse_config
     from arbitrage.run import RunDir, arun_config
 
     path = Path(run_dir)
     if not (path / "run.json").is_file() or not (path / "config.yaml").is_file():
         raise DataError(f"{path} is not a run directory (no run.json / config.yaml)")
-    data = load_config(path / "config.yaml").public_dict()
-    data["out"] = str(path)
-    config = parse_config(data)
+    directory = RunDir(path)
+    config = directory.config()
     if not config.cache.enabled:
         raise ConfigError(
             "retry-failed needs the call cache (cache.enabled: true), else every answer "
             "of a retried prompt would be paid for again"
         )
-    directory = RunDir(path)
     outcomes = directory.load_outcomes()
     keep = [o for o in outcomes if all(c.generation.status != "error" for c in o.candidates)]
     retried = len(outcomes) - len(keep)
