@@ -37,21 +37,14 @@ NO_PAIRS_HINT = (
 )
 
 
-def tiny_tokenizer() -> Any:
-    """``train_student.tiny_tokenizer``, without a BOS token.
-
-    ``HFRewardModel`` drops a BOS that opens the chat template, expecting the tokenizer
-    to add it back; this tokenizer adds none, so the template's first token would be
-    lost at scoring time but not in training.
-    """
+def _student_example() -> Any:
+    """``train_student.py`` beside this file, for its download-free tiny model."""
     path = Path(__file__).with_name("train_student.py")
     spec = importlib.util.spec_from_file_location("train_student", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    tokenizer = module.tiny_tokenizer()
-    tokenizer.bos_token = None
-    return tokenizer
+    return module
 
 
 def load_model(name: str, seed: int) -> tuple[Any, Any]:
@@ -60,25 +53,14 @@ def load_model(name: str, seed: int) -> tuple[Any, Any]:
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
-        LlamaConfig,
         LlamaForSequenceClassification,
     )
 
     torch.manual_seed(seed)  # the same starting weights (and head) for the same seed
     if name == "tiny":
-        tokenizer = tiny_tokenizer()
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=1024,
-            num_labels=1,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        student = _student_example()
+        tokenizer = student.tiny_tokenizer()
+        config = student.tiny_config(tokenizer, num_labels=1)
         model = LlamaForSequenceClassification(config)
     else:
         tokenizer = AutoTokenizer.from_pretrained(name)
@@ -102,7 +84,7 @@ def load_pairs(run_dir: Path) -> Any:
         raise SystemExit(f"{run_dir} has no preference pairs (no preference/): " + NO_PAIRS_HINT)
     counts_file = run_dir / "mixture.json"
     counts = json.loads(counts_file.read_text()) if counts_file.is_file() else {}
-    # Checked first: datasets cannot load back an empty dataset it saved (no data files).
+    # Checked first: mixture.json says why there are none (single answers, small margins).
     if counts.get("pairs") == 0:
         why = ", ".join(f"{k} {v}" for k, v in counts.get("pairs_dropped", {}).items())
         raise SystemExit(

@@ -48,26 +48,33 @@ def tiny_tokenizer() -> Any:
     return fast
 
 
+def tiny_config(tokenizer: Any, **extra: Any) -> Any:
+    """A 2-layer Llama config (hidden 64) sized to ``tokenizer``; ``extra`` adds fields."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **extra,
+    )
+
+
 def load_student(name: str, seed: int) -> tuple[Any, Any]:
     """(model, tokenizer): ``tiny``, a bundled local model name, or an HF path / id."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     torch.manual_seed(seed)
     if name == "tiny":
         tokenizer = tiny_tokenizer()
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=1024,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-        )
+        config = tiny_config(tokenizer, bos_token_id=tokenizer.bos_token_id)
         return LlamaForCausalLM(config), tokenizer
     from arbitrage.local import models
 
