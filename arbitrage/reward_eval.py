@@ -38,13 +38,14 @@ import os
 import random
 import textwrap
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.errors import ArbitrageError, ConfigError, DataError, RewardError
 from arbitrage.records import Candidate, Outcome
+from reward.base import gather_all
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -272,7 +273,7 @@ async def _pairwise(
             progress.advance(bar)
         return pair
 
-    return await _gather([one(*job) for job in jobs])
+    return await gather_all(one(*job) for job in jobs)
 
 
 async def _pointwise(
@@ -453,12 +454,3 @@ def _sign(x: float, y: float) -> int:
     if math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
         return 0
     return 1 if x > y else -1
-
-
-async def _gather(aws: list[Awaitable[_Pair]]) -> list[_Pair]:
-    # Let every call in flight land (they are paid for, and cached) before raising.
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    failed = next((r for r in results if isinstance(r, BaseException)), None)
-    if failed is not None:
-        raise failed
-    return [r for r in results if isinstance(r, _Pair)]

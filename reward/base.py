@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar, cast
 
 from arbitrage.records import Outcome, Prompt
+
+T = TypeVar("T")
+
+
+async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """``asyncio.gather``, but every call in flight lands (paid for, and cached) before the
+    first error is raised."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if failed is not None:
+        raise failed
+    return cast(list[T], results)  # no exception among them
 
 
 @dataclass(frozen=True)
@@ -46,14 +58,7 @@ class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of tw
             raise NotImplementedError(
                 f"{type(self).__name__} must implement ascore or ascore_batch"
             )
-        # Let every call in flight land (they are paid for) before raising the first error.
-        results = await asyncio.gather(
-            *(self.ascore(p, c) for p, c in pairs), return_exceptions=True
-        )
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if failed is not None:
-            raise failed
-        return [r for r in results if isinstance(r, Score)]
+        return await gather_all(self.ascore(p, c) for p, c in pairs)
 
     def score(self, prompt: Prompt, completion: str) -> Score:
         """Synchronous ``ascore``."""

@@ -17,14 +17,13 @@ unscored: the ensemble never stands in for a missing member.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from arbitrage.errors import ConfigError
 from arbitrage.records import Outcome, Prompt
-from reward.base import RewardModel, RewardWrapper, Score
+from reward.base import RewardModel, RewardWrapper, Score, gather_all
 from reward.calibrate import Moments
 
 
@@ -46,20 +45,14 @@ class Panel(RewardModel):
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         if not pairs:
             return []
-        # Let every member's calls land (they are paid for) before raising the first error.
-        results = await asyncio.gather(
-            *(m.ascore_batch(pairs) for m in self.members.values()), return_exceptions=True
-        )
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if failed is not None:
-            raise failed
+        results = await gather_all(m.ascore_batch(pairs) for m in self.members.values())
         by_member = dict(zip(self.members, results, strict=True))
         out = []
         for i in range(len(pairs)):
             details: dict[str, float] = {}
             values = []
             for label, scores in by_member.items():
-                score = scores[i]  # type: ignore[index]
+                score = scores[i]
                 details.update({f"{label}.{k}": v for k, v in score.details.items()})
                 if "language_fidelity" in score.details:
                     details.setdefault("language_fidelity", score.details["language_fidelity"])

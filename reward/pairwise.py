@@ -18,7 +18,6 @@ cost ``k × (k − 1)`` judge calls.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from arbitrage.records import Prompt
-from reward.base import Score
+from reward.base import Score, gather_all
 from reward.judge import CRITERIA, LLMJudge, language_line
 from reward.parsing import Verdict, parse_verdict
 
@@ -140,7 +139,7 @@ class PairwiseJudgeReward(LLMJudge):
 
     async def compare(self, prompt: Prompt, a: str, b: str) -> Comparison:
         """Judge ``a`` against ``b`` twice, once in each order, concurrently."""
-        ab, ba = await _gather(self._verdict(prompt, a, b), self._verdict(prompt, b, a))
+        ab, ba = await gather_all([self._verdict(prompt, a, b), self._verdict(prompt, b, a)])
         return Comparison(ab, ba)
 
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
@@ -157,7 +156,7 @@ class PairwiseJudgeReward(LLMJudge):
             for pid, texts in answers.items()
             for a, b in itertools.combinations(texts, 2)
         ]
-        comparisons = await _gather(*(self.compare(prompts[pid], a, b) for pid, a, b in jobs))
+        comparisons = await gather_all(self.compare(prompts[pid], a, b) for pid, a, b in jobs)
         results: dict[tuple[str, str], list[tuple[float, bool]]] = {}
         for (pid, a, b), comparison in zip(jobs, comparisons, strict=True):
             if comparison.a_score is None:
@@ -193,12 +192,3 @@ class PairwiseJudgeReward(LLMJudge):
         if verdict is None:
             logger.warning("pairwise judge %s gave no verdict for prompt %s", self.model, prompt.id)
         return verdict
-
-
-async def _gather(*aws: Any) -> list[Any]:
-    # Let every call in flight land (they are paid for) before raising the first error.
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    failed = next((r for r in results if isinstance(r, BaseException)), None)
-    if failed is not None:
-        raise failed
-    return list(results)
