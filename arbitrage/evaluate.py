@@ -59,29 +59,52 @@ def fully_scored(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> list[O
     return full
 
 
+def _reveal(full: Outcome, teachers: Sequence[str], reason: str, order: list[str]) -> Outcome:
+    by_teacher = {c.teacher: c for c in full.candidates}
+    cands = tuple(by_teacher[t] for t in dict.fromkeys(teachers) if t in by_teacher)
+    return Outcome(full.prompt, cands, pick_winner(cands, order), reason)
+
+
 def replay(
     router: Router, outcomes: Sequence[Outcome], *, batch_size: int = 16, name: str | None = None
 ) -> Replay:
-    """Route ``outcomes``' prompts with ``router``, revealing only the chosen answers."""
+    """Route ``outcomes``' prompts with ``router``, revealing only the chosen answers.
+
+    As in a run: a batch is routed, its answers revealed, then the router may escalate
+    (ask more teachers, round after round) before it learns from the batch."""
     teachers = router.teachers
     best_single = max(teachers, key=lambda t: sum(_value(o, [t]) for o in outcomes))
     total = wins = regret = cost = 0.0
     generations = 0
     for start in range(0, len(outcomes), batch_size):
         batch = outcomes[start : start + batch_size]
-        routes = router.check(router.route([o.prompt for o in batch]), [o.prompt for o in batch])
-        seen = []
-        for outcome, route in zip(batch, routes, strict=True):
-            chosen = set(route.teachers)
-            cands = tuple(c for c in outcome.candidates if c.teacher in chosen)
-            value = _value(outcome, route.teachers)
+        prompts = [o.prompt for o in batch]
+        routes = router.check(router.route(prompts), prompts)
+        seen = [_reveal(o, r.teachers, r.reason, teachers) for o, r in zip(batch, routes, strict=True)]
+        for _ in range(len(teachers) - 1):
+            asks = router.escalate_checked(seen)
+            if not any(asks):
+                break
+            seen = [
+                _reveal(
+                    full,
+                    [c.teacher for c in s.candidates] + ask,
+                    s.routed_by if s.routed_by.endswith("+escalate") else s.routed_by + "+escalate",
+                    teachers,
+                )
+                if ask
+                else s
+                for full, s, ask in zip(batch, seen, asks, strict=True)
+            ]
+        for outcome, shown in zip(batch, seen, strict=True):
+            chosen = [c.teacher for c in shown.candidates]
+            value = _value(outcome, chosen)
             single = _value(outcome, [best_single])
             total += value
             wins += 1.0 if value > single else 0.5 if value == single else 0.0
             regret += _value(outcome, teachers) - value
-            generations += len(cands)
-            cost += sum(c.generation.cost_usd for c in cands)
-            seen.append(Outcome(outcome.prompt, cands, pick_winner(cands, teachers), route.reason))
+            generations += len(shown.candidates)
+            cost += sum(c.generation.cost_usd for c in shown.candidates)
         router.update(seen)
     n = len(outcomes)
     return Replay(

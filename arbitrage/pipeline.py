@@ -154,7 +154,77 @@ class Arbitrage:
         assigned = {
             p.id: list(dict.fromkeys(r.teachers)) for p, r in zip(batch, routes, strict=True)
         }
-        jobs = [(p, t) for p in batch for t in list(assigned[p.id])]
+        gens = await self._generate_all(batch, assigned)
+        scores = await self._score(batch, gens)
+        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in batch}
+        for gen, score in zip(gens, scores, strict=True):
+            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+        outcomes = []
+        for prompt, route in zip(batch, routes, strict=True):
+            cands = tuple(by_prompt[prompt.id])
+            outcomes.append(
+                Outcome(prompt, cands, pick_winner(cands, self.order), routed_by=route.reason)
+            )
+        return await self._escalate(outcomes)
+
+    async def _escalate(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Ask the router for second opinions until it wants none (at most N - 1 rounds).
+
+        A reward whose scores depend on the other answers (``per_prompt``) rescores the
+        prompt's whole candidate set; any other scores only the new answers."""
+        for _ in range(len(self.order) - 1):
+            asks = self.router.escalate_checked(outcomes)
+            picked = [
+                i
+                for i, teachers in enumerate(asks)
+                if any(self.teachers[t].available() for t in teachers)
+            ]
+            if not picked:
+                break
+            prompts = [outcomes[i].prompt for i in picked]
+            # a teacher that already answered is in the route, so it is never a stand-in
+            assigned = {
+                outcomes[i].prompt.id: [c.teacher for c in outcomes[i].candidates]
+                + [t for t in asks[i] if self.teachers[t].available()]
+                for i in picked
+            }
+            asked = {
+                outcomes[i].prompt.id: [t for t in asks[i] if self.teachers[t].available()]
+                for i in picked
+            }
+            new = await self._generate_all(prompts, assigned, only=asked)
+            if self.reward.per_prompt:
+                old = [c.generation for i in picked for c in outcomes[i].candidates]
+                gens = old + new
+            else:
+                gens = new
+            scores = await self._score(prompts, gens)
+            by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in prompts}
+            for gen, score in zip(gens, scores, strict=True):
+                by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+            for i in picked:
+                o = outcomes[i]
+                got = tuple(by_prompt[o.prompt.id])
+                cands = got if self.reward.per_prompt else o.candidates + got
+                reason = (
+                    o.routed_by if o.routed_by.endswith("+escalate") else o.routed_by + "+escalate"
+                )
+                outcomes[i] = Outcome(
+                    o.prompt, cands, pick_winner(cands, self.order), routed_by=reason
+                )
+        return outcomes
+
+    async def _generate_all(
+        self,
+        prompts: Sequence[Prompt],
+        assigned: dict[str, list[str]],
+        *,
+        only: dict[str, list[str]] | None = None,
+    ) -> list[Generation]:
+        """Every (prompt, teacher) answer of a round (``only``: the teachers to ask, when
+        ``assigned`` also lists those that already answered)."""
+        asked = only if only is not None else assigned
+        jobs = [(p, t) for p in prompts for t in list(asked[p.id])]
         gen_bar = self._bar("  generating", len(jobs))
 
         async def generate(prompt: Prompt, teacher: str) -> Generation | None:
@@ -171,20 +241,9 @@ class Arbitrage:
             # let them land in the cache (calls not yet sent fail fast) before stopping.
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        gens = [g for g in answered if g is not None]
         if gen_bar is not None and self.progress is not None:
             self.progress.remove_task(gen_bar)
-        scores = await self._score(batch, gens)
-        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in batch}
-        for gen, score in zip(gens, scores, strict=True):
-            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
-        outcomes = []
-        for prompt, route in zip(batch, routes, strict=True):
-            cands = tuple(by_prompt[prompt.id])
-            outcomes.append(
-                Outcome(prompt, cands, pick_winner(cands, self.order), routed_by=route.reason)
-            )
-        return outcomes
+        return [g for g in answered if g is not None]
 
     async def _generate(self, prompt: Prompt, teacher: str, route: list[str]) -> Generation | None:
         """One teacher's answer. A teacher whose circuit is open is dropped from the route

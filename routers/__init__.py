@@ -1,6 +1,6 @@
 """Routers decide which teachers answer each prompt.
 
-Built-in: ``random``, ``fixed``, ``reward`` (the oracle), ``learned``, ``bandit`` and
+Built-in: ``random``, ``fixed``, ``reward`` (the oracle), ``learned``, ``bandit``, ``content`` and
 ``embedding`` (trained offline). A
 third-party package adds its own under the entry-point group
 ``arbitrage.routers``; ``register`` adds one at run time.
@@ -24,6 +24,7 @@ ROUTERS: dict[str, str | type[Router]] = {
     "learned": "routers.learned:LearnedRouter",
     "bandit": "routers.bandit:BanditRouter",
     "embedding": "routers.embedding:EmbeddingRouter",
+    "content": "routers.content:ContentRouter",
 }
 
 

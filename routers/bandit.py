@@ -1,22 +1,15 @@
-"""The online arbitrage router: Thompson sampling over teachers per language × task, under a budget.
+"""The online arbitrage router: per-language × task reward estimates, then a budgeted cascade.
 
-Each teacher's mean reward in each language × task cell has a Gaussian posterior,
-shrunk towards the teacher's language-wide and overall means (a cell seen twice
-does not override what the language says). For every prompt the teacher with the
-highest posterior mean answers. A challenger is drawn among the others by
-Thompson sampling; if it could still plausibly be better (probability above
-``1 - confidence``) and the generation budget allows, it answers too and the
-reward model keeps the better answer. Every scored answer, not only comparisons,
-updates the posteriors, so the router learns from single generations as well.
+Each teacher's mean reward is estimated per language × task cell, shrunk towards
+the teacher's language-wide and overall means. How hard to shrink is estimated
+from the run (empirical Bayes: the spread of rewards within a cell against the
+spread between cells), as is everything else about the reward's scale — a judge
+on 1–10, a win probability in [0, 1] and a 0/1 verifier all work untuned.
 
-``max_generations_per_prompt`` is an average: the router spends extra generations
-only while the running mean stays within it. A truncated or empty answer is
-observed as reward ``failure_reward``; a failed call (outage, rate limit) is not
-observed at all.
-
-Why Thompson sampling: it explores exactly as much as the posteriors are
-uncertain, needs no tuning of an exploration rate, and handles N teachers and
-non-stationary starts (new languages) gracefully. See docs/routers.md.
+Each prompt goes to the teacher whose estimate is best (a Thompson draw, so
+close teachers keep being compared), and once its answer is scored the cascade
+in ``routers/cascade.py`` decides whether a second opinion is worth a generation
+by its expected gain, spending ``max_generations_per_prompt`` on average.
 """
 
 from __future__ import annotations
@@ -27,42 +20,115 @@ from collections.abc import Sequence
 from typing import Any
 
 from arbitrage.errors import ConfigError
-from arbitrage.records import Outcome, Prompt
-from routers.base import Route, Router
+from arbitrage.records import Prompt
+from routers.cascade import CascadeRouter
 
 
 class _Stats:
-    __slots__ = ("n", "total")
+    __slots__ = ("n", "total", "squares")
 
     def __init__(self) -> None:
         self.n = 0
         self.total = 0.0
+        self.squares = 0.0
 
     def add(self, value: float) -> None:
         self.n += 1
         self.total += value
+        self.squares += value * value
 
     def mean(self, prior_mean: float, prior_n: float) -> float:
         return (self.total + prior_n * prior_mean) / (self.n + prior_n)
 
 
-def _phi(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+class CellModel:
+    """Teacher × language × task reward means with empirical-Bayes shrinkage.
+
+    Args:
+        teachers: Teacher names.
+        prior: Shrinkage strength in pseudo-observations; ``None`` estimates it.
+    """
+
+    def __init__(self, teachers: Sequence[str], prior: float | None = None) -> None:
+        self.teachers = list(teachers)
+        self.prior = prior
+        self._all = _Stats()
+        self._overall: defaultdict[str, _Stats] = defaultdict(_Stats)
+        self._language: defaultdict[tuple[str, str], _Stats] = defaultdict(_Stats)
+        self._cell: defaultdict[tuple[str, str, str], _Stats] = defaultdict(_Stats)
+        self._fitted: tuple[float, float] | None = None
+
+    def add(self, teacher: str, language: str, task: str, reward: float) -> None:
+        self._all.add(reward)
+        self._overall[teacher].add(reward)
+        self._language[(teacher, language)].add(reward)
+        self._cell[(teacher, language, task)].add(reward)
+        self._fitted = None
+
+    def _fit(self) -> tuple[float, float]:
+        """(noise variance within a cell, shrinkage strength)."""
+        if self._fitted is not None:
+            return self._fitted
+        within = sum(s.squares - s.total * s.total / s.n for s in self._cell.values() if s.n > 1)
+        dof = sum(s.n - 1 for s in self._cell.values() if s.n > 1)
+        total_var = (
+            (self._all.squares - self._all.total**2 / self._all.n) / (self._all.n - 1)
+            if self._all.n > 1
+            else 0.0
+        )
+        noise = within / dof if dof > 0 else total_var
+        noise = max(noise, 1e-12)
+        if self.prior is not None:
+            strength = self.prior
+        else:
+            # method of moments: the variance of the cell means around their teacher's
+            # mean, less what noise alone would give, is the signal between cells
+            cells = [(s, self._overall[t]) for (t, _, _), s in self._cell.items() if s.n > 1]
+            if len(cells) < 2:
+                strength = 4.0
+            else:
+                n_total = sum(s.n for s, _ in cells)
+                between = sum(s.n * (s.total / s.n - o.total / o.n) ** 2 for s, o in cells)
+                signal = between / n_total - noise * len(cells) / n_total
+                strength = noise / signal if signal > 0 else 50.0
+                strength = min(50.0, max(1.0, strength))
+        self._fitted = (noise, strength)
+        return self._fitted
+
+    @property
+    def noise(self) -> float:
+        """Standard deviation of a reward around its cell mean, as estimated so far."""
+        return math.sqrt(self._fit()[0])
+
+    @property
+    def strength(self) -> float:
+        return self._fit()[1]
+
+    def posterior(self, teacher: str, language: str, task: str) -> tuple[float, float]:
+        """Mean and standard error of ``teacher``'s reward in a cell."""
+        noise, k = self._fit()
+        grand = self._all.total / self._all.n if self._all.n else 0.0
+        overall = self._overall[teacher].mean(grand, k)
+        lang = self._language[(teacher, language)].mean(overall, k)
+        cell = self._cell[(teacher, language, task)]
+        spread = math.sqrt(noise) if self._all.n > 1 else 1.0
+        return cell.mean(lang, k), spread / math.sqrt(cell.n + k)
+
+    def cells(self) -> list[tuple[str, str]]:
+        return sorted({(lang, task) for (_, lang, task) in self._cell})
 
 
-class BanditRouter(Router):
-    """Thompson-sampling router with a generation budget.
+class BanditRouter(CascadeRouter):
+    """Per-cell reward estimates + the budgeted cascade (see ``CascadeRouter``).
 
     Args:
         teachers: Configured teacher names.
-        seed: Seed for the posterior samples.
-        max_generations_per_prompt: Average generations per prompt to stay within
-            (1.0 = never compare; ``len(teachers)`` = may compare all).
-        confidence: Compare with the runner-up while P(best is best) is below this.
-        noise: Prior guess of the reward's standard deviation around a cell mean.
-        prior: Strength of the shrinkage towards coarser levels (pseudo-observations).
-        prior_mean: Mean reward assumed before anything is seen.
-        failure_reward: Reward observed for a truncated or empty answer.
+        seed: Seed for the Thompson draws.
+        max_generations_per_prompt: Average generations per prompt to spend.
+        prior: Shrinkage strength towards coarser levels (pseudo-observations);
+            default: estimated from the run (empirical Bayes).
+        **cascade: ``warmup``, ``explore``, ``horizon``, ``failure_reward``
+            (see ``CascadeRouter``).
     """
 
     name = "bandit"
@@ -72,103 +138,49 @@ class BanditRouter(Router):
         teachers: Sequence[str],
         *,
         seed: int = 0,
-        max_generations_per_prompt: float = 1.4,
-        confidence: float = 0.9,
-        noise: float = 0.2,
-        prior: float = 2.0,
-        prior_mean: float = 0.5,
+        max_generations_per_prompt: float = 1.5,
+        prior: float | None = None,
+        warmup: int = 8,
+        explore: float = 1.0,
+        horizon: int = 40,
         failure_reward: float = 0.0,
     ) -> None:
-        super().__init__(teachers, seed=seed)
-        if max_generations_per_prompt < 1.0:
-            raise ConfigError(
-                f"router bandit: max_generations_per_prompt must be >= 1 "
-                f"(got {max_generations_per_prompt})"
-            )
-        if not 0.5 <= confidence < 1.0:
-            raise ConfigError(f"router bandit: confidence must be in [0.5, 1) (got {confidence})")
-        if noise <= 0 or prior <= 0:
-            raise ConfigError("router bandit: noise and prior must be > 0")
-        self.budget = max_generations_per_prompt
-        self.confidence = confidence
-        self.noise = noise
-        self.prior = prior
-        self.prior_mean = prior_mean
-        self.failure_reward = failure_reward
-        self.routed = 0
-        self.generations = 0
-        self._overall: defaultdict[str, _Stats] = defaultdict(_Stats)
-        self._language: defaultdict[tuple[str, str], _Stats] = defaultdict(_Stats)
-        self._cell: defaultdict[tuple[str, str, str], _Stats] = defaultdict(_Stats)
+        super().__init__(
+            teachers,
+            seed=seed,
+            max_generations_per_prompt=max_generations_per_prompt,
+            warmup=warmup,
+            explore=explore,
+            horizon=horizon,
+            failure_reward=failure_reward,
+        )
+        if prior is not None and prior <= 0:
+            raise ConfigError(f"router {self.name}: prior must be > 0 (got {prior})")
+        self.cells = CellModel(self.teachers, prior)
 
     def posterior(self, teacher: str, language: str, task: str) -> tuple[float, float]:
-        """Posterior mean and standard deviation of ``teacher``'s reward in a cell."""
-        overall = self._overall[teacher].mean(self.prior_mean, self.prior)
-        lang = self._language[(teacher, language)].mean(overall, self.prior)
-        cell = self._cell[(teacher, language, task)]
-        mean = cell.mean(lang, self.prior)
-        return mean, self.noise / math.sqrt(cell.n + self.prior)
+        """Posterior mean and standard error of ``teacher``'s reward in a cell."""
+        return self.cells.posterior(teacher, language, task)
 
-    def _choose(self, prompt: Prompt) -> Route:
-        post = {t: self.posterior(t, prompt.language, prompt.task) for t in self.teachers}
-        order = {t: i for i, t in enumerate(self.teachers)}
-        # The likely winner always answers; exploration happens through comparisons,
-        # so quality never drops below the greedy choice.
-        best = max(self.teachers, key=lambda t: (post[t][0], -order[t]))
-        allowance = self.budget * (self.routed + 1) - self.generations
-        if len(self.teachers) == 1 or allowance < 2:
-            return Route([best], "exploit")
-        # The challenger is drawn by Thompson sampling among the others.
-        draws = {t: self.rng.gauss(*post[t]) for t in self.teachers if t != best}
-        rival = max(draws, key=lambda t: (draws[t], -order[t]))
-        (mb, sb), (mr, sr) = post[best], post[rival]
-        p_best = _phi((mb - mr) / math.sqrt(sb * sb + sr * sr))
-        if p_best < self.confidence:
-            return Route([best, rival], "explore")
-        return Route([best], "exploit")
+    def predict(self, prompts: Sequence[Prompt]) -> list[dict[str, tuple[float, float]]]:
+        return [
+            {t: self.cells.posterior(t, p.language, p.task) for t in self.teachers}
+            for p in prompts
+        ]
 
-    def rank(self, prompt: Prompt) -> list[str]:
-        """Teachers by posterior mean reward for the prompt's language × task."""
-        order = {t: i for i, t in enumerate(self.teachers)}
-        means = {t: self.posterior(t, prompt.language, prompt.task)[0] for t in self.teachers}
-        return sorted(self.teachers, key=lambda t: (-means[t], order[t]))
-
-    def route(self, prompts: Sequence[Prompt]) -> list[Route]:
-        routes = []
-        for prompt in prompts:
-            route = self._choose(prompt)
-            self.routed += 1
-            self.generations += len(route.teachers)
-            routes.append(route)
-        return routes
-
-    def update(self, outcomes: Sequence[Outcome]) -> None:
-        for outcome in outcomes:
-            lang, task = outcome.prompt.language, outcome.prompt.task
-            for cand in outcome.candidates:
-                status = cand.generation.status
-                if status == "error":
-                    continue
-                value = cand.reward if cand.reward is not None else self.failure_reward
-                t = cand.teacher
-                self._overall[t].add(value)
-                self._language[(t, lang)].add(value)
-                self._cell[(t, lang, task)].add(value)
-
-    def replay(self, outcomes: Sequence[Outcome]) -> None:
-        self.routed += len(outcomes)
-        self.generations += sum(o.n_generations for o in outcomes)
-        self.update(outcomes)
+    def observe(self, prompt: Prompt, rewards: dict[str, float]) -> None:
+        for teacher, reward in rewards.items():
+            self.cells.add(teacher, prompt.language, prompt.task, reward)
 
     def state(self) -> dict[str, Any]:
-        cells = sorted({(lang, task) for (_, lang, task) in self._cell})
         return {
-            "routed": self.routed,
-            "generations": self.generations,
+            **super().state(),
+            "noise": round(self.cells.noise, 4),
+            "shrinkage": round(self.cells.strength, 2),
             "mean_reward": {
                 f"{lang}/{task}": {
-                    t: round(self.posterior(t, lang, task)[0], 4) for t in self.teachers
+                    t: round(self.cells.posterior(t, lang, task)[0], 4) for t in self.teachers
                 }
-                for lang, task in cells
+                for lang, task in self.cells.cells()
             },
         }

@@ -4,6 +4,11 @@ A router decides, for each prompt of a batch, which teachers generate an answer.
 Routing to one teacher is cheap; routing to several lets the reward model pick
 the best (and gives learning routers a comparison to learn from).
 
+A router may also *escalate*: once the answers it asked for are scored, the
+pipeline calls ``escalate(outcomes)`` and asks the teachers it names for a second
+(or third) opinion on those prompts only. A cascade sees how good the first
+answer was before it pays for another.
+
 A custom router is one subclass::
 
     class ShortestFirst(Router):
@@ -83,6 +88,22 @@ class Router(ABC):
                 kept.append(Route([stand_in], f"{route.reason}; stand-in"))
         return kept
 
+    def escalate(self, outcomes: Sequence[Outcome]) -> list[Route]:
+        """After a round of answers is scored: more teachers to ask, one ``Route`` per
+        outcome (no teachers = that prompt is done). Called again after each round until
+        every route is empty; a teacher that already answered is never asked again.
+        Default: never escalate."""
+        return [Route([]) for _ in outcomes]
+
+    def escalate_checked(self, outcomes: Sequence[Outcome]) -> list[list[str]]:
+        """``escalate``, validated, keeping only teachers that have not answered yet."""
+        routes = self.check(self.escalate(outcomes), [o.prompt for o in outcomes], allow_empty=True)
+        asks = []
+        for outcome, route in zip(outcomes, routes, strict=True):
+            have = {c.teacher for c in outcome.candidates}
+            asks.append([t for t in dict.fromkeys(route.teachers) if t not in have])
+        return asks
+
     def update(self, outcomes: Sequence[Outcome]) -> None:  # noqa: B027 - optional hook
         """Learn from scored outcomes. Routers that do not learn ignore this."""
 
@@ -94,15 +115,18 @@ class Router(ABC):
         """What the router has learned, JSON-serialisable (for reports)."""
         return {}
 
-    def check(self, routes: Sequence[Route], prompts: Sequence[Prompt]) -> list[Route]:
-        """Validate a ``route`` result; raises ``RoutingError`` naming the problem."""
+    def check(
+        self, routes: Sequence[Route], prompts: Sequence[Prompt], *, allow_empty: bool = False
+    ) -> list[Route]:
+        """Validate a ``route`` (or, with ``allow_empty``, an ``escalate``) result; raises
+        ``RoutingError`` naming the problem."""
         if len(routes) != len(prompts):
             raise RoutingError(
                 f"router {self.name!r} returned {len(routes)} routes for {len(prompts)} prompts"
             )
         known = set(self.teachers)
         for route, prompt in zip(routes, prompts, strict=True):
-            if not route.teachers:
+            if not route.teachers and not allow_empty:
                 raise RoutingError(f"router {self.name!r} chose no teacher for prompt {prompt.id}")
             unknown = [t for t in route.teachers if t not in known]
             if unknown:

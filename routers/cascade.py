@@ -1,0 +1,268 @@
+"""The budgeted cascade both online routers share: one answer first, a second opinion where it pays.
+
+A prompt goes to the teacher predicted best for it. Once that answer is scored,
+the router asks whether another teacher's answer is worth a generation: the
+*expected gain* E[max(0, R_b - best so far)] of asking teacher ``b``, under a
+predictive distribution learned from the run itself:
+
+* ``R_b = mean_b(prompt) + beta * residual_so_far + u``: teachers' rewards on one
+  prompt are correlated (a hard prompt is hard for everyone), so a first answer
+  that scored below its prediction lowers the forecast for the others by
+  ``beta`` (fitted by least squares on every prompt where two teachers answered);
+* ``u`` is drawn from the empirical conditional residuals seen so far, not from a
+  Gaussian of an assumed width: rewards on any scale, skewed, bounded or tied
+  (two teachers with the same score gain nothing from each other) are handled as
+  observed. Predictions are clipped to the range of rewards seen.
+
+A second opinion is bought when its gain is among the best ``p`` of the gains seen,
+where ``p`` paces spending to the budget: ``max_generations_per_prompt`` is an
+average that the router spends (1.4 means about 1.4), never exceeding it at any
+point of the run. Subclasses say how a teacher's mean reward for a prompt is
+predicted (``predict``) and learn from what they observe (``observe``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from arbitrage.errors import ConfigError
+from arbitrage.records import Outcome, Prompt
+from routers.base import Route, Router
+
+#: Residuals kept for the predictive distribution (the most recent ones).
+WINDOW = 600
+#: Fewer residual pairs than this: the gain is unknown, so ask while the budget allows.
+MIN_PAIRS = 12
+
+
+class CascadeRouter(Router):
+    """Base class of ``bandit`` and ``content``: predicted-best first, then value of information.
+
+    Args:
+        teachers: Configured teacher names (ties go to the one listed first).
+        seed: Seed for Thompson draws of the first choice.
+        max_generations_per_prompt: Average generations per prompt to spend, warm-up
+            included (1.0 = one teacher per prompt, ``len(teachers)`` = ask everyone).
+        warmup: The first prompts go to every teacher (within the budget), so every
+            teacher is seen on the same prompts before the router trusts its estimates.
+        explore: Scale of the Thompson draw that picks the first teacher (0 = always the
+            predicted best; 1 = draws as wide as the estimate's uncertainty).
+        horizon: Prompts over which an underspent (or overspent) budget is evened out.
+        failure_reward: Reward observed for a truncated or empty answer.
+    """
+
+    def __init__(
+        self,
+        teachers: Sequence[str],
+        *,
+        seed: int = 0,
+        max_generations_per_prompt: float = 1.5,
+        warmup: int = 8,
+        explore: float = 1.0,
+        horizon: int = 40,
+        failure_reward: float = 0.0,
+    ) -> None:
+        super().__init__(teachers, seed=seed)
+        if max_generations_per_prompt < 1.0:
+            raise ConfigError(
+                f"router {self.name}: max_generations_per_prompt must be >= 1 "
+                f"(got {max_generations_per_prompt})"
+            )
+        if warmup < 0:
+            raise ConfigError(f"router {self.name}: warmup must be >= 0 (got {warmup})")
+        if explore < 0:
+            raise ConfigError(f"router {self.name}: explore must be >= 0 (got {explore})")
+        if horizon < 1:
+            raise ConfigError(f"router {self.name}: horizon must be >= 1 (got {horizon})")
+        self.budget = min(float(max_generations_per_prompt), float(len(self.teachers)))
+        self.warmup = warmup
+        self.explore = explore
+        self.horizon = horizon
+        self.failure_reward = failure_reward
+        self.routed = 0
+        self.generations = 0
+        self.escalations = 0
+        self._predicted: dict[str, dict[str, float]] = {}
+        self._decided: set[str] = set()
+        self._gains: deque[float] = deque(maxlen=WINDOW)
+        self._pairs: deque[tuple[float, float]] = deque(maxlen=WINDOW)
+        self._lo = math.inf
+        self._hi = -math.inf
+
+    # -- what a subclass provides -------------------------------------------------------
+
+    @abstractmethod
+    def predict(self, prompts: Sequence[Prompt]) -> list[dict[str, tuple[float, float]]]:
+        """Per prompt: each teacher's predicted mean reward and its standard error."""
+
+    @abstractmethod
+    def observe(self, prompt: Prompt, rewards: dict[str, float]) -> None:
+        """Learn from one prompt's observed rewards (teacher -> reward)."""
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _allowance(self) -> float:
+        """Generations the budget still allows beyond one per routed prompt."""
+        return self.budget * self.routed - self.generations
+
+    def route(self, prompts: Sequence[Prompt]) -> list[Route]:
+        routes = []
+        for prompt, post in zip(prompts, self.predict(prompts), strict=True):
+            self._predicted[prompt.id] = {t: m for t, (m, _) in post.items()}
+            n = len(self.teachers)
+            # the warm-up may borrow up to what `horizon` prompts will earn back
+            debt_ok = self._allowance() + self.budget - n >= -(self.budget - 1) * self.horizon
+            if self.routed < self.warmup and n > 1 and self.budget > 1 and debt_ok:
+                route = Route(list(self.teachers), "warmup")
+            else:
+                route = Route([self._first(post)], "predicted")
+            self.routed += 1
+            self.generations += len(route.teachers)
+            routes.append(route)
+        return routes
+
+    def _first(self, post: dict[str, tuple[float, float]]) -> str:
+        order = {t: i for i, t in enumerate(self.teachers)}
+        if self.explore > 0:
+            draws = {t: self.rng.gauss(m, self.explore * s) for t, (m, s) in post.items()}
+        else:
+            draws = {t: m for t, (m, _) in post.items()}
+        return max(self.teachers, key=lambda t: (draws[t], -order[t]))
+
+    def rank(self, prompt: Prompt) -> list[str]:
+        """Teachers by predicted reward for ``prompt``."""
+        order = {t: i for i, t in enumerate(self.teachers)}
+        post = self.predict([prompt])[0]
+        return sorted(self.teachers, key=lambda t: (-post[t][0], order[t]))
+
+    def _value(self, outcome: Outcome) -> dict[str, float]:
+        """Observed rewards of an outcome's answers (failed calls say nothing)."""
+        values = {}
+        for cand in outcome.candidates:
+            if cand.generation.status == "error":
+                continue
+            ok = cand.reward is not None and cand.generation.ok
+            values[cand.teacher] = float(cand.reward) if ok else self.failure_reward  # type: ignore[arg-type]
+        return values
+
+    def gain(self, outcome: Outcome) -> tuple[float, str | None]:
+        """The best expected gain of one more answer for ``outcome``, and whose."""
+        seen = self._value(outcome)
+        asked = {c.teacher for c in outcome.candidates}
+        rest = [t for t in self.teachers if t not in asked]
+        if not rest:
+            return 0.0, None
+        predicted = self._predicted.get(outcome.prompt.id)
+        if predicted is None:
+            predicted = {t: m for t, (m, _) in self.predict([outcome.prompt])[0].items()}
+            self._predicted[outcome.prompt.id] = predicted
+        order = {t: i for i, t in enumerate(self.teachers)}
+        if not seen or len(self._pairs) < MIN_PAIRS:
+            # nothing to go on yet: the most promising unseen teacher, at unknown value
+            best = max(rest, key=lambda t: (predicted[t], -order[t]))
+            return math.inf, best
+        import numpy as np
+
+        best_seen = max(seen.values())
+        residual = sum(r - predicted[t] for t, r in seen.items()) / len(seen)
+        beta = self._beta()
+        spread = np.array([b - beta * a for a, b in self._pairs])
+        local = self.neighbours(outcome.prompt)
+        gains = {}
+        for t in rest:
+            centre = predicted[t] + beta * residual
+            pooled = np.maximum(0.0, np.clip(centre + spread, self._lo, self._hi) - best_seen)
+            gain = float(pooled.mean())
+            if t in local:
+                # what similar prompts got from t, shifted as this prompt's residual says
+                values, weights = local[t]
+                shifted = np.clip(values + beta * residual, self._lo, self._hi)
+                near = float(weights @ np.maximum(0.0, shifted - best_seen))
+                gain = (near + self.pooled_weight * gain) / (weights.sum() + self.pooled_weight)
+            gains[t] = gain
+        pick = max(rest, key=lambda t: (gains[t], -order[t]))
+        return gains[pick], pick
+
+    #: Weight, in neighbours, of the pooled residual model next to the local samples.
+    pooled_weight: float = 2.0
+
+    def neighbours(self, prompt: Prompt) -> dict[str, tuple[Any, Any]]:
+        """Rewards a teacher got on prompts like this one, with weights (default: none)."""
+        return {}
+
+    def _beta(self) -> float:
+        """Least-squares slope of one teacher's residual on another's, on the same prompt,
+        shrunk towards 0 by a few pseudo-pairs."""
+        sxx = sum(a * a for a, _ in self._pairs)
+        sxy = sum(a * b for a, b in self._pairs)
+        prior = 4.0 * sxx / max(1, len(self._pairs))
+        return max(0.0, min(1.0, sxy / (sxx + prior))) if sxx > 0 else 0.0
+
+    def escalate(self, outcomes: Sequence[Outcome]) -> list[Route]:
+        found = [self.gain(o) for o in outcomes]
+        for outcome, (g, _) in zip(outcomes, found, strict=True):
+            if outcome.prompt.id not in self._decided and math.isfinite(g):
+                self._gains.append(g)
+            self._decided.add(outcome.prompt.id)
+        threshold = self._threshold()
+        routes = [Route([]) for _ in outcomes]
+        for i in sorted(range(len(outcomes)), key=lambda i: -found[i][0]):
+            g, teacher = found[i]
+            if teacher is None or g <= 0 or g < threshold or self._allowance() < 1:
+                continue
+            routes[i] = Route([teacher], "escalate")
+            self.generations += 1
+            self.escalations += 1
+        return routes
+
+    def _threshold(self) -> float:
+        """The gain a second opinion must reach: the top-``p`` quantile of gains seen, with
+        ``p`` the share of prompts the budget lets us escalate (evened over ``horizon``)."""
+        rate = (self.budget - 1.0) + self._allowance() / self.horizon
+        rate = min(1.0, max(0.0, rate))
+        if rate <= 0.0:
+            return math.inf
+        if not self._gains or rate >= 1.0:
+            return 0.0
+        ranked = sorted(self._gains, reverse=True)
+        return ranked[min(len(ranked) - 1, int(rate * len(ranked)))]
+
+    # -- learning ----------------------------------------------------------------------
+
+    def update(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            seen = self._value(outcome)
+            predicted = self._predicted.pop(outcome.prompt.id, None)
+            self._decided.discard(outcome.prompt.id)
+            if not seen:
+                continue
+            if predicted is None:
+                predicted = {t: m for t, (m, _) in self.predict([outcome.prompt])[0].items()}
+            residuals = {t: r - predicted[t] for t, r in seen.items()}
+            for a in residuals:
+                for b in residuals:
+                    if a != b:
+                        self._pairs.append((residuals[a], residuals[b]))
+            self._lo = min(self._lo, *seen.values())
+            self._hi = max(self._hi, *seen.values())
+            self.observe(outcome.prompt, seen)
+
+    def replay(self, outcomes: Sequence[Outcome]) -> None:
+        self.routed += len(outcomes)
+        self.generations += sum(o.n_generations for o in outcomes)
+        self.update(outcomes)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "routed": self.routed,
+            "generations": self.generations,
+            "escalations": self.escalations,
+            "generations_per_prompt": round(self.generations / self.routed, 3)
+            if self.routed
+            else 0.0,
+            "residual_slope": round(self._beta(), 3),
+        }
