@@ -80,7 +80,9 @@ def replay(
         batch = outcomes[start : start + batch_size]
         prompts = [o.prompt for o in batch]
         routes = router.check(router.route(prompts), prompts)
-        seen = [_reveal(o, r.teachers, r.reason, teachers) for o, r in zip(batch, routes, strict=True)]
+        seen = [
+            _reveal(o, r.teachers, r.reason, teachers) for o, r in zip(batch, routes, strict=True)
+        ]
         for _ in range(len(teachers) - 1):
             asks = router.escalate_checked(seen)
             if not any(asks):
@@ -155,3 +157,27 @@ def quality_cost_curve(
 ) -> list[Replay]:
     """Replays of a budgeted router at each budget (for the quality-vs-cost plot)."""
     return [replay(make_router(b), outcomes, name=f"budget {b:g}") for b in budgets]
+
+
+def hindsight(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, float]:
+    """Baselines chosen after seeing every reward (upper bounds for a fixed policy):
+    the best teacher per task (1 generation) and the best pair of teachers (2)."""
+    by_task: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_task.setdefault(outcome.prompt.task, []).append(outcome)
+    per_task = sum(
+        max(sum(_value(o, [t]) for o in group) for t in teachers) for group in by_task.values()
+    )
+    n = len(outcomes)
+    result = {"best per task (hindsight)": per_task / n}
+    if len(teachers) > 1:
+        pair = max(
+            sum(_value(o, list(p)) for o in outcomes) for p in itertools.combinations(teachers, 2)
+        )
+        result["best pair (hindsight)"] = pair / n
+    return result
+
+
+def gap_closed(value: float, best_single: float, oracle: float) -> float:
+    """G = (value - best single) / (oracle - best single): the share of the gap closed."""
+    return (value - best_single) / (oracle - best_single) if oracle > best_single else 0.0

@@ -25,7 +25,7 @@ from routers.cascade import CascadeRouter
 
 
 class _Stats:
-    __slots__ = ("n", "total", "squares")
+    __slots__ = ("n", "squares", "total")
 
     def __init__(self) -> None:
         self.n = 0
@@ -164,8 +164,7 @@ class BanditRouter(CascadeRouter):
 
     def predict(self, prompts: Sequence[Prompt]) -> list[dict[str, tuple[float, float]]]:
         return [
-            {t: self.cells.posterior(t, p.language, p.task) for t in self.teachers}
-            for p in prompts
+            {t: self.cells.posterior(t, p.language, p.task) for t in self.teachers} for p in prompts
         ]
 
     def observe(self, prompt: Prompt, rewards: dict[str, float]) -> None:

@@ -1,4 +1,4 @@
-"""The content-aware online router: predicts each teacher's reward for *this* prompt, learning as it runs.
+"""The content-aware online router: predicts each teacher's reward for *this* prompt, online.
 
 Language × task labels carry little of who wins; most of it is in what the
 prompt asks. This router embeds every prompt once (a multilingual model that
@@ -139,9 +139,7 @@ class ContentRouter(BanditRouter):
                 self._rewards = np.full((256, len(self.teachers)), np.nan, np.float32)
             if self._size == len(self._vectors):
                 self._vectors = np.concatenate([self._vectors, np.zeros_like(self._vectors)])
-                self._rewards = np.concatenate(
-                    [self._rewards, np.full_like(self._rewards, np.nan)]
-                )
+                self._rewards = np.concatenate([self._rewards, np.full_like(self._rewards, np.nan)])
             row = self._rows[prompt.text] = self._size
             self._vectors[row] = vector
             self._size += 1
