@@ -39,7 +39,32 @@ def _parser() -> argparse.ArgumentParser:
         "eval-routers", help="replay routers on a reward-routed run: quality vs cost"
     )
     ev.add_argument("run_dir")
+    ev.add_argument(
+        "--router",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="replay this router instead of the default lineup (the run's own router, learned, "
+        "bandit, content); repeatable",
+    )
+    ev.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param of the --router routers (VALUE read as YAML), over the run's config; "
+        "repeatable",
+    )
+    ev.add_argument(
+        "--budget",
+        action="append",
+        type=float,
+        metavar="G",
+        help="generations per prompt of the budgeted routers (bandit, content); repeatable "
+        "(default: 1.5 and 2.0)",
+    )
     ev.add_argument("--embedding", action="store_true", help="also cross-fit the embedding router")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the routers' draws (default 0)")
     er = sub.add_parser(
         "eval-reward", help="agreement of a second reward with a run's reward, per language"
     )
@@ -121,9 +146,10 @@ def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     config = _load(args)
     teachers = ", ".join(f"{t.name}={t.model}" for t in config.teachers)
+    # The pool's own line follows once it is built: a prompts file or a writer model
+    # decides what it holds, not pool.n_prompts and pool.languages.
     console.print(
-        f"[bold]data-arbitrage[/] {config.pool.n_prompts} prompts × "
-        f"{len(config.pool.languages)} languages, teachers: {teachers}, "
+        f"[bold]data-arbitrage[/] teachers: {teachers}, "
         f"reward: {config.reward.kind}, router: {config.router.name}"
     )
     if any(t.model.startswith("local/") for t in config.teachers):
@@ -141,7 +167,13 @@ def _run(args: argparse.Namespace) -> int:
     _freeze_imports()
     try:
         with Live(Group(progress, panel), console=console, refresh_per_second=4):
-            result = asyncio.run(arun_config(config, progress=progress, panel=panel))
+            run = arun_config(
+                config,
+                progress=progress,
+                panel=panel,
+                on_pool=lambda line: console.print(line, markup=False, soft_wrap=True),
+            )
+            result = asyncio.run(run)
     finally:
         if not console.is_terminal:  # a piped Live leaves its last line open
             console.line()
@@ -210,12 +242,18 @@ def _report(args: argparse.Namespace) -> int:
 def _eval_routers(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from arbitrage.router_eval import eval_routers, table
+    from arbitrage.router_eval import eval_routers, parse_params, show
 
-    result, png = eval_routers(args.run_dir, embedding=args.embedding)
-    console = Console()
-    console.print(table(result))
-    console.print(f"plot: {png}, numbers: {png.with_suffix('.json')}")
+    result, png = eval_routers(
+        args.run_dir,
+        routers=args.router,
+        params=parse_params(args.param),
+        budgets=args.budget,
+        embedding=args.embedding,
+        seed=args.seed,
+    )
+    show(result, Console())
+    print(f"plot: {png}, numbers: {png.with_suffix('.json')}")
     return 0
 
 

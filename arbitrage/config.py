@@ -11,10 +11,11 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -29,6 +30,17 @@ from arbitrage.languages import check_code
 # Model prefixes of the OpenAI-compatible providers that ``transport: direct`` serves.
 DIRECT_PREFIXES = ("openai/", "hosted_vllm/")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# Prompts a synthesised pool holds unless ``n_prompts`` says otherwise.
+DEFAULT_N_PROMPTS = 60
+
+
+def _yaml_off(value: Any) -> Any:
+    # YAML 1.1 (PyYAML) reads a bare ``off`` as false: give such a key its word back.
+    return "off" if value is False else value
+
+
+#: A key whose values include ``off``, written bare in YAML (``mode: off``).
+OffSwitch = BeforeValidator(_yaml_off)
 
 
 def closest_hint(key: str, valid: Iterable[str]) -> str:
@@ -50,16 +62,27 @@ class PoolConfig(_Strict):
     then writes each instruction from persona × task × language.
     ``prompts``: a JSONL of ready prompts (``text``, ``language``, ``task``) to use
     instead of synthesising them.
+    ``n_prompts``: how many prompts to synthesise (default 60); with ``prompts``, how
+    many of the file's rows to take, from the top (default: all of them).
     """
 
     personas: str = "bundled"
     persona_column: str = "persona"
-    n_prompts: int = Field(60, ge=1)
+    n_prompts: int | None = Field(None, ge=1)
     languages: list[str] = Field(default_factory=lambda: ["en", "fr", "sw"], min_length=1)
     tasks: list[str] = Field(default_factory=lambda: ["open_qa", "coding", "math"], min_length=1)
     writer: str = "template"
     writer_max_tokens: int = Field(160, ge=16)
     prompts: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size(cls, data: Any) -> Any:
+        # Filled in, so that config.yaml says how many prompts a synthesised pool holds
+        # and its config hash stays what it was before prompts files were taken whole.
+        if isinstance(data, dict) and data.get("prompts") is None and data.get("n_prompts") is None:
+            return {**data, "n_prompts": DEFAULT_N_PROMPTS}
+        return data
 
     @field_validator("languages")
     @classmethod
@@ -169,7 +192,7 @@ class LanguageCheckConfig(_Strict):
     the check off for that language.
     """
 
-    mode: Literal["gate", "penalty", "off"] = "gate"
+    mode: Annotated[Literal["gate", "penalty", "off"], OffSwitch] = "gate"
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     penalty: float = Field(1.0, ge=0.0)
     per_language: dict[str, float] = Field(default_factory=dict)
@@ -195,7 +218,7 @@ class LengthConfig(_Strict):
     out (after ``min_samples`` answers); ``penalty`` subtracts ``per_1k_chars`` per 1,000
     characters; ``off``."""
 
-    mode: Literal["off", "regress", "penalty"] = "off"
+    mode: Annotated[Literal["off", "regress", "penalty"], OffSwitch] = "off"
     per_1k_chars: float = Field(0.1, ge=0.0)
     min_samples: int = Field(20, ge=2)
 
@@ -368,9 +391,9 @@ class RunConfig(_Strict):
                 f"mixture.max_share_per_teacher {mix.max_share_per_teacher} × {len(names)} "
                 "teachers is below 1: no mixture can satisfy it"
             )
+        if self.pool.prompts is not None:
+            return  # ready prompts bring their own languages and tasks
         for key, valid in (("per_language", self.pool.languages), ("per_task", self.pool.tasks)):
-            if key == "per_language" and self.pool.prompts is not None:
-                continue  # ready prompts bring their own languages
             for name in getattr(mix, key):
                 if name not in valid:
                     raise ValueError(

@@ -78,13 +78,26 @@ def looks_truncated(text: str) -> bool:
 
 
 def answer_check(
-    text: str, *, min_chars: int, max_chars: int | None, refusals: bool, boilerplate: bool
+    text: str,
+    *,
+    finish_reason: str,
+    min_chars: int,
+    max_chars: int | None,
+    refusals: bool,
+    boilerplate: bool,
 ) -> str | None:
-    """The first reason ``text`` is not a usable answer, or ``None``."""
+    """The first reason ``text`` is not a usable answer, or ``None``.
+
+    ``finish_reason`` is the provider's: where it gave one, it decides whether the answer
+    was cut (``Generation.status``), and the fence count is not consulted.
+    """
     stripped = text.strip()
     if not stripped:
         return "empty"
-    if looks_truncated(stripped):
+    # A complete answer may hold an odd number of fences (a ``` quoted in prose, four
+    # backticks around a block that shows one): they are only a guess, for a provider
+    # that gives no finish reason.
+    if not finish_reason and looks_truncated(stripped):
         return "truncated"
     if len(stripped) < min_chars:
         return "too_short"

@@ -139,6 +139,7 @@ def make_mixture(
         reason = best.generation.status if not best.generation.ok else None
         reason = reason or answer_check(
             text,
+            finish_reason=best.generation.finish_reason,
             min_chars=cfg.min_chars,
             max_chars=cfg.max_chars,
             refusals=cfg.drop_refusals,

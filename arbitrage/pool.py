@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +162,34 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     if not prompts:
         raise DataError(f"{path}: no prompts")
     return prompts
+
+
+def take_prompts(path: str | Path, n_prompts: int | None) -> tuple[list[Prompt], str]:
+    """The prompts a pool takes from a prompts file: the first ``n_prompts`` rows, or all
+    of them for ``None``; and where they came from, in words (``"the first 60 of 805 in
+    prompts.jsonl (n_prompts: 60)"``)."""
+    rows = load_prompts(path)
+    if n_prompts is None:
+        return rows, f"from {path}"
+    if n_prompts >= len(rows):
+        return rows, f"all of {path} (n_prompts: {n_prompts})"
+    origin = f"the first {n_prompts} of {len(rows)} in {path} (n_prompts: {n_prompts})"
+    return rows[:n_prompts], origin
+
+
+def describe(prompts: Iterable[Prompt]) -> str:
+    """What a pool holds: ``"805 prompts × 1 language (en) × 8 tasks"`` (names are listed
+    up to five)."""
+    langs: Counter[str] = Counter()
+    tasks: Counter[str] = Counter()
+    for prompt in prompts:
+        langs[prompt.language] += 1
+        tasks[prompt.task] += 1
+    n = sum(langs.values())
+    return f"{n} prompt{'s' * (n != 1)} × {_count(langs, 'language')} × {_count(tasks, 'task')}"
+
+
+def _count(values: Counter[str], noun: str) -> str:
+    names = [name for name, _ in values.most_common()]
+    text = f"{len(names)} {noun}{'s' * (len(names) != 1)}"
+    return f"{text} ({', '.join(names)})" if 0 < len(names) <= 5 else text

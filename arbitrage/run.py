@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,20 +180,33 @@ def reward_spent(reward: RewardModel) -> float:
     return sum(float(getattr(part, "spent_usd", 0.0)) for part in reward.parts())
 
 
-async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> list[Prompt]:
-    """The prompt pool a config describes."""
+async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> tuple[list[Prompt], str]:
+    """The prompt pool a config describes, and where it came from, in words (for
+    ``pool_line``)."""
+    from arbitrage.config import DEFAULT_N_PROMPTS
     from arbitrage.personas import load_personas
-    from arbitrage.pool import awrite, load_prompts, plan
+    from arbitrage.pool import awrite, plan, take_prompts
 
     pool = config.pool
     if pool.prompts:
-        return load_prompts(pool.prompts)[: pool.n_prompts]
+        return take_prompts(pool.prompts, pool.n_prompts)
     personas = load_personas(pool.personas, column=pool.persona_column)
-    slots = plan(personas, pool.languages, pool.tasks, pool.n_prompts, seed=config.seed)
+    n_prompts = pool.n_prompts or DEFAULT_N_PROMPTS
+    slots = plan(personas, pool.languages, pool.tasks, n_prompts, seed=config.seed)
     writer = None
     if pool.writer != "template":
         writer = next(t for t in teachers if t.name == pool.writer)
-    return await awrite(slots, writer, seed=config.seed)
+    origin = f"written from {pool.personas} personas (writer: {pool.writer})"
+    return await awrite(slots, writer, seed=config.seed), origin
+
+
+def pool_line(prompts: Iterable[Prompt], origin: str) -> str:
+    """A run's start-up line for its pool: the languages and tasks it really holds, then
+    where they came from (``"pool: 805 prompts × 1 language (en) × 8 tasks, from
+    prompts.jsonl"``)."""
+    from arbitrage.pool import describe
+
+    return f"pool: {describe(prompts)}, {origin}"
 
 
 class RunDir:
@@ -234,12 +247,16 @@ class RunDir:
         marker.write_text(json.dumps({"config_hash": digest, "version": __version__}) + "\n")
 
     def load_prompts(self) -> list[Prompt] | None:
-        path = self.path / "prompts.jsonl"
-        if not path.exists():
+        if not (self.path / "prompts.jsonl").exists():
             return None
-        return [
-            Prompt.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line
-        ]
+        return list(self.iter_prompts())
+
+    def iter_prompts(self) -> Iterator[Prompt]:
+        """The saved pool, a line at a time (never held in memory at once)."""
+        with (self.path / "prompts.jsonl").open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield Prompt.from_dict(json.loads(line))
 
     def save_prompts(self, prompts: Sequence[Prompt]) -> None:
         tmp = self.path / "prompts.jsonl.tmp"
@@ -311,15 +328,21 @@ async def arun_config(
     progress: Progress | None = None,
     reward_model: RewardModel | None = None,
     panel: TeacherPanel | None = None,
+    on_pool: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run a config end to end and write its run directory; resumes an interrupted run."""
+    """Run a config end to end and write its run directory; resumes an interrupted run.
+
+    ``on_pool`` is given ``pool_line`` once the pool is built (or, resuming, read back).
+    """
     from routers import get_router
 
     scorer = preflight(config)
     if config.engine == "ray":
         from arbitrage.cluster import arun_ray
 
-        return await arun_ray(config, progress=progress, reward_model=reward_model, panel=panel)
+        return await arun_ray(
+            config, progress=progress, reward_model=reward_model, panel=panel, on_pool=on_pool
+        )
     teachers = engine_teachers(config)
     if panel is not None:
         panel.attach(teachers)
@@ -335,8 +358,12 @@ async def arun_config(
 
     prompts = run_dir.load_prompts()
     if prompts is None:
-        prompts = await abuild_pool(config, teachers)
+        prompts, origin = await abuild_pool(config, teachers)
         run_dir.save_prompts(prompts)
+    else:
+        origin = f"resumed from {run_dir.path / 'prompts.jsonl'}"
+    if on_pool is not None:
+        on_pool(pool_line(prompts, origin))
     done = run_dir.load_outcomes()
     run_dir.rewrite_outcomes(done)  # drop a torn last line before appending
 

@@ -114,8 +114,9 @@ class ContentRouter(BanditRouter):
                 width = max(float(s.max() - s.min()), 1e-3)
                 w = np.exp((s - s.max()) / (width / 2))
                 local[teacher] = (r.astype(np.float64), w.astype(np.float64))
-                mean = (float(w @ r) + self.knn_prior * prior_mean) / (w.sum() + self.knn_prior)
-                row[teacher] = (mean, noise / math.sqrt(w.sum() + self.knn_prior))
+                mass = float(w.sum()) + self.knn_prior
+                mean = (float(w @ r) + self.knn_prior * prior_mean) / mass
+                row[teacher] = (mean, noise / math.sqrt(mass))
             out.append(row)
         return out
 

@@ -34,6 +34,9 @@ from routers.base import Route, Router
 BUNDLED = "bundled"
 MULTILINGUAL = "multilingual"
 _CACHE_LIMIT = 200_000
+#: Text past this is not embedded: the models read ~512 tokens, and windowing a long
+#: prompt (a pasted file) costs seconds for a vector that says little more.
+MAX_CHARS = 1000
 _cache: dict[tuple[str, str], Any] = {}
 
 
@@ -83,6 +86,7 @@ def embed(texts: Sequence[str], model: str = BUNDLED) -> Any:
     """Unit-length embeddings (a float32 numpy array, one row per text), cached per text."""
     import numpy as np
 
+    texts = [t[:MAX_CHARS] for t in texts]
     have = {t: _cache[(model, t)] for t in texts if (model, t) in _cache}
     todo = list(dict.fromkeys(t for t in texts if t not in have))
     if todo:

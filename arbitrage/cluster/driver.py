@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,12 +165,13 @@ async def arun_ray(
     progress: Progress | None = None,
     reward_model: RewardModel | None = None,
     panel: TeacherPanel | None = None,
+    on_pool: Callable[[str], None] | None = None,
 ) -> RunResult:
     """``arun_config`` on Ray: the same run directory, outcomes and mixture.
 
     ``reward_model``, if given, scores on the driver instead of on reward workers.
     """
-    from arbitrage.run import RunDir, abuild_pool, reward_spent, wrap_reward
+    from arbitrage.run import RunDir, abuild_pool, pool_line, reward_spent, wrap_reward
     from routers import get_router
 
     names = [t.name for t in config.teachers]
@@ -184,7 +185,12 @@ async def arun_ray(
             writers = engine_teachers(config)
             for t in writers:
                 t.cache = cache
-            run_dir.save_prompts(await abuild_pool(config, writers))
+            prompts, origin = await abuild_pool(config, writers)
+            run_dir.save_prompts(prompts)
+            if on_pool is not None:
+                on_pool(pool_line(prompts, origin))
+        elif on_pool is not None:
+            on_pool(pool_line(run_dir.iter_prompts(), f"resumed from {pool}"))
         done = run_dir.load_outcomes()
         run_dir.rewrite_outcomes(done)  # drop a torn last line before appending
         with ray_session(config) as ray, quiet_ray_data():

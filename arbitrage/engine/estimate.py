@@ -20,10 +20,22 @@ WRITER_PROMPT_TOKENS = 130
 JUDGE_RUBRIC_TOKENS = 250
 
 
-def generations_per_prompt(config: RunConfig) -> float:
-    """Expected answers per prompt *per teacher*, from the router's name and params."""
+def pool_size(config: RunConfig) -> int:
+    """Prompts the pool will hold: ``pool.n_prompts``, or the rows a prompts file gives
+    (the first ``n_prompts`` where it is set)."""
+    from arbitrage.config import DEFAULT_N_PROMPTS
+    from arbitrage.pool import take_prompts
+
+    if config.pool.prompts:
+        return len(take_prompts(config.pool.prompts, config.pool.n_prompts)[0])
+    return config.pool.n_prompts or DEFAULT_N_PROMPTS
+
+
+def generations_per_prompt(config: RunConfig, n: int | None = None) -> float:
+    """Expected answers per prompt *per teacher*, from the router's name and params, over
+    ``n`` prompts (default: ``pool_size``)."""
     n_teachers = len(config.teachers)
-    n = config.pool.n_prompts
+    n = pool_size(config) if n is None else n
     params = config.router.params
     if config.router.name == "reward":
         return 1.0
@@ -49,8 +61,8 @@ def _prompt_tokens(config: RunConfig) -> int:
 
 def estimate(config: RunConfig) -> list[dict[str, Any]]:
     """One row per teacher (and the writer and judge where they are models)."""
-    n = config.pool.n_prompts
-    per = generations_per_prompt(config)
+    n = pool_size(config)
+    per = generations_per_prompt(config, n)
     prompt_tokens = _prompt_tokens(config)
     rows = []
     total_calls = 0.0
@@ -73,7 +85,7 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
         tok_in = JUDGE_RUBRIC_TOKENS + prompt_tokens + answer
         calls = total_calls
         if scorer.kind == "pairwise":  # both orders of every pair of a prompt's answers
-            calls = pairwise_calls(config)
+            calls = pairwise_calls(config, n)
             tok_in += answer
         label = getattr(scorer, "label", scorer.kind)
         rows.append(
@@ -82,11 +94,13 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def pairwise_calls(config: RunConfig) -> float:
-    """Expected pairwise-judge calls, Σ k(k − 1) over prompts with k answers each: every
-    teacher on reward-routed (and warm-up) prompts, two on explored ones, fractional
-    budgets as a mix of the two nearest whole counts."""
-    n, t = config.pool.n_prompts, len(config.teachers)
+def pairwise_calls(config: RunConfig, n: int | None = None) -> float:
+    """Expected pairwise-judge calls over ``n`` prompts (default: ``pool_size``),
+    Σ k(k − 1) over prompts with k answers each: every teacher on reward-routed (and
+    warm-up) prompts, two on explored ones, fractional budgets as a mix of the two
+    nearest whole counts."""
+    n = pool_size(config) if n is None else n
+    t = len(config.teachers)
     params = config.router.params
 
     def pairs(k: float) -> float:  # E[k(k-1)] for k spread over the two nearest integers

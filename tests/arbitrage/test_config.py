@@ -3,6 +3,7 @@ import pytest
 from arbitrage.cli import main
 from arbitrage.config import default_config, load_config, parse_config
 from arbitrage.errors import ConfigError
+from arbitrage.run import config_hash
 
 T = [{"name": "a", "model": "openai/m"}]
 
@@ -88,3 +89,24 @@ def test_cli_unknown_router_param(tmp_path, capsys):
         "unknown param 'warmpu' for router 'learned' (did you mean 'warmup'?)"
         in capsys.readouterr().err
     )
+
+
+def test_n_prompts_defaults_to_60_synthesised_and_to_the_whole_prompts_file():
+    synthesised = parse_config({"teachers": T})
+    assert synthesised.pool.n_prompts == 60
+    explicit = parse_config({"teachers": T, "pool": {"n_prompts": 60}})
+    assert config_hash(synthesised) == config_hash(explicit)  # runs of older versions resume
+    ready = parse_config({"teachers": T, "pool": {"prompts": "prompts.jsonl"}})
+    assert ready.pool.n_prompts is None
+    again = parse_config(ready.public_dict())  # config.yaml, read back by a resumed run
+    assert again.pool.n_prompts is None and config_hash(again) == config_hash(ready)
+    cut = parse_config({"teachers": T, "pool": {"prompts": "prompts.jsonl", "n_prompts": 60}})
+    assert config_hash(cut) != config_hash(ready)
+
+
+def test_a_prompts_file_brings_its_own_tasks_for_the_quotas():
+    mixture = {"per_task": {"reasoning": 5}}
+    config = parse_config({"teachers": T, "pool": {"prompts": "prompts.jsonl"}, "mixture": mixture})
+    assert config.mixture.per_task == {"reasoning": 5}
+    with pytest.raises(ConfigError, match=r"'reasoning', which is not in pool\.tasks"):
+        parse_config({"teachers": T, "mixture": mixture})

@@ -48,7 +48,7 @@ def test_every_filter_drops_with_its_reason_and_good_rows_stay():
         ),
         "too_short": outcome("Q short", {"a": ("ok", 0.9)}),
         "too_long": outcome("Q long", {"a": ("x" * 500, 0.9)}),
-        "truncated": outcome("Q code", {"a": ("```python\nprint(1)", 0.9)}),
+        "truncated": outcome("Q code", {"a": ("```python\nprint(1)", 0.9)}, finish=""),
         "no_winner": outcome("Q failed", {"a": ("cut", 0.9)}, finish="length"),
         "language": outcome(
             "Q lang",
@@ -62,6 +62,17 @@ def test_every_filter_drops_with_its_reason_and_good_rows_stay():
     assert Counter(d["reason"] for d in mix.dropped) == Counter(list(bad))
     assert {d["prompt_id"] for d in mix.dropped} == {o.prompt.id for o in bad.values()}
     assert mix.counts()["rows"] + len(mix.dropped) == mix.outcomes
+
+
+def test_fences_say_truncated_only_when_the_provider_gave_no_finish_reason():
+    text = "In Markdown, a line of ``` opens a code block:\n\n```\nprint(1)\n```"  # 3 fences
+    complete = outcome("Q fences", {"a": (text, 0.9)})  # finish_reason "stop"
+    unknown = outcome("Q fences again", {"a": (text, 0.9)}, finish="")
+    mix = make_mixture([complete, unknown], MixtureConfig(), teacher_order=TEACHERS)
+    assert [row["messages"][1]["content"] for row in mix.rows] == [text]
+    assert [(d["prompt_id"], d["reason"]) for d in mix.dropped] == [
+        (unknown.prompt.id, "truncated")
+    ]
 
 
 def test_language_fidelity_is_computed_when_the_reward_has_none():

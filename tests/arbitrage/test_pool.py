@@ -4,11 +4,16 @@ from collections import Counter
 
 import pytest
 
+from arbitrage.config import parse_config
+from arbitrage.engine.estimate import estimate
 from arbitrage.errors import DataError
 from arbitrage.personas import bundled_personas, load_personas
-from arbitrage.pool import awrite, load_prompts, plan, template_text
-from arbitrage.records import Persona
+from arbitrage.pool import awrite, describe, load_prompts, plan, template_text
+from arbitrage.records import Persona, Prompt
+from arbitrage.run import abuild_pool
 from arbitrage.tasks import TASKS
+
+TEACHERS = [{"name": "a", "model": "openai/a"}]
 
 
 def test_bundled_personas_are_many_and_distinct():
@@ -107,3 +112,49 @@ def test_load_prompts_file(tmp_path):
     path.write_text('{"text": "no language"}\n')
     with pytest.raises(DataError, match=r"prompts.jsonl:1"):
         load_prompts(path)
+
+
+def write_prompts(path, n, tasks=("open_qa", "math")):
+    rows = [
+        {"text": f"Question {i}?", "language": "en", "task": tasks[i % len(tasks)]}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_prompts_file_is_used_whole_unless_n_prompts_cuts_it(tmp_path):
+    path = write_prompts(tmp_path / "prompts.jsonl", 75)  # more than a synthesised pool's 60
+    whole = parse_config({"teachers": TEACHERS, "pool": {"prompts": str(path)}})
+    prompts, origin = asyncio.run(abuild_pool(whole, []))
+    assert len(prompts) == 75 and origin == f"from {path}"
+    cut = parse_config({"teachers": TEACHERS, "pool": {"prompts": str(path), "n_prompts": 60}})
+    prompts, origin = asyncio.run(abuild_pool(cut, []))
+    assert [p.text for p in prompts] == [f"Question {i}?" for i in range(60)]
+    assert origin == f"the first 60 of 75 in {path} (n_prompts: 60)"
+    more = parse_config({"teachers": TEACHERS, "pool": {"prompts": str(path), "n_prompts": 90}})
+    prompts, origin = asyncio.run(abuild_pool(more, []))
+    assert len(prompts) == 75 and origin == f"all of {path} (n_prompts: 90)"
+
+
+def test_estimate_counts_the_prompts_a_file_gives(tmp_path):
+    path = write_prompts(tmp_path / "prompts.jsonl", 75)
+    # priced here, so litellm's price map is not needed
+    teachers = [{**TEACHERS[0], "input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}]
+    for pool, calls in (({}, 75), ({"n_prompts": 10}, 10), ({"n_prompts": 100}, 75)):
+        config = parse_config(
+            {
+                "teachers": teachers,
+                "pool": {"prompts": str(path), **pool},
+                "router": {"name": "reward"},
+            }
+        )
+        assert [row["calls"] for row in estimate(config)] == [calls]
+
+
+def test_describe_says_what_the_pool_holds():
+    tasks = list(TASKS)[:8]
+    english = [Prompt(f"Q{i}", "en", task) for i, task in enumerate(tasks)]
+    assert describe(english) == "8 prompts × 1 language (en) × 8 tasks"
+    mixed = [Prompt("Q", "en", "math"), Prompt("Q", "fr", "math"), Prompt("R", "fr", "math")]
+    assert describe(mixed) == "3 prompts × 2 languages (fr, en) × 1 task (math)"

@@ -83,7 +83,7 @@ def teacher_keys(stub) -> list[tuple[str, str]]:
     ]
 
 
-def test_ray_run_makes_the_mixture_a_single_process_run_makes(tmp_path, stub, ray_instance):
+def test_ray_run_makes_the_mixture_a_single_process_run_makes(tmp_path, stub, ray_instance, capsys):
     stub.set_handler("alpha", lambda m: "ALPHA answers: " + m[-1]["content"][:40])
     stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"][:40])
     stub.set_handler("judge", judge)
@@ -97,9 +97,11 @@ def test_ray_run_makes_the_mixture_a_single_process_run_makes(tmp_path, stub, ra
     pool = {"prompts": str(tmp_path / "prompts.jsonl"), "n_prompts": 24}
     # explore > 0: the routes depend on the router's random draws, batch after batch
     router = {"name": "learned", "params": {"warmup": 6, "explore": 0.3}}
+    held = "pool: 24 prompts × 2 languages (en, fr) × 1 task (open_qa)"
     for name in ("local", "ray"):
         config = write(tmp_path, name, stub.url, batch_size=5, pool=pool, router=router)
         assert main(["run", str(config), "--engine", name]) == 0
+        assert f"{held}, from {tmp_path / 'prompts.jsonl'}" in capsys.readouterr().err
 
     local, ray = tmp_path / "local", tmp_path / "ray"
     assert lines(ray, "mixture.jsonl") == lines(local, "mixture.jsonl")
@@ -114,6 +116,8 @@ def test_ray_run_makes_the_mixture_a_single_process_run_makes(tmp_path, stub, ra
     for path in ray.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+    assert main(["run", str(config), "--engine", "ray"]) == 0  # done already: nothing to ask
+    assert f"{held}, resumed from {ray / 'prompts.jsonl'}" in capsys.readouterr().err
 
 
 def _cached_keys(cache: Path, texts: dict[str, str]) -> set[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,6 +67,27 @@ def test_the_gate_can_be_turned_off_and_a_scorer_is_built_without_wrappers() -> 
     assert isinstance(build_reward(config), JudgeReward)
     config = _config({**JUDGE, "normalise": "language"})
     assert isinstance(build_scorer(config), JudgeReward)
+
+
+def test_a_bare_yaml_off_turns_a_step_off(tmp_path: Path) -> None:
+    from arbitrage.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "teachers: [{name: a, model: openai/a, api_base: 'http://127.0.0.1:1'}]\n"
+        "reward:\n"
+        "  kind: judge\n"
+        "  model: openai/j\n"
+        "  api_base: 'http://127.0.0.1:1'\n"
+        "  length: {mode: off}\n"  # PyYAML reads a bare off as False
+        "  language:\n"
+        "    mode: off\n"
+    )
+    config = load_config(path)
+    assert (config.reward.length.mode, config.reward.language.mode) == ("off", "off")
+    assert isinstance(build_reward(config), JudgeReward)  # neither step wraps the judge
+    with pytest.raises(ConfigError, match=r"'reward\.language\.mode'"):
+        _config({"language": {"mode": True}})  # a bare on / yes: no key takes it
 
 
 @pytest.mark.parametrize(

@@ -31,15 +31,17 @@ def scored_run(tmp_path, stub_server, monkeypatch):
     return tmp_path / "run"
 
 
-def test_eval_routers_writes_table_json_and_plot(scored_run, capsys):
+def test_eval_routers_writes_table_json_and_plot(scored_run, capsys, monkeypatch):
+    # content routes on language × task cells here: loading its embedding model takes seconds
+    monkeypatch.setattr("routers.content.embedder_available", lambda model: False)
     assert main(["eval-routers", str(scored_run)]) == 0
     result = json.loads((scored_run / "router_eval.json").read_text())
     by_name = {r["router"]: r for r in result["routers"]}
     assert by_name["reward (oracle)"]["mean_reward"] == pytest.approx(result["oracle"])
     assert by_name["reward (oracle)"]["generations_per_prompt"] == 2.0
     # language decides the winner here, so a learning router gets close to the oracle at ~1 generation
-    bandit = by_name["bandit ≤1.4"]
-    assert bandit["generations_per_prompt"] <= 1.4
+    bandit = by_name["bandit ≤1.5"]
+    assert bandit["generations_per_prompt"] <= 1.5
     assert bandit["mean_reward"] >= 0.9 * result["oracle"] > result["best_single"]
     png = scored_run / "router_eval.png"
     assert png.stat().st_size > 10_000

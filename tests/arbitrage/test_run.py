@@ -154,3 +154,22 @@ def test_writer_model_writes_prompts_and_falls_back_to_templates(tmp_path, teach
     assert by_lang["en"]["meta"]["writer"] == "alpha"
     assert by_lang["fr"]["meta"]["writer"] == "template-fallback"
     assert by_lang["fr"]["text"].endswith("Answer only in French.")
+
+
+def test_a_prompts_file_is_used_whole_and_the_pool_line_says_what_it_holds(
+    tmp_path, teachers, capsys
+):
+    tasks = ("open_qa", "math", "coding")
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"text": f"Question {i}?", "language": "en", "task": tasks[i % 3]} for i in range(65)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = write_config(tmp_path, teachers.url, pool={"prompts": str(path)})
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    assert len((run / "prompts.jsonl").read_text().splitlines()) == 65  # not cut to 60
+    err = capsys.readouterr().err
+    held = "pool: 65 prompts × 1 language (en) × 3 tasks (open_qa, math, coding)"
+    assert f"{held}, from {path}" in err
+    assert "languages" not in err  # pool.languages (en, fr, sw) is not what the pool holds
+    assert main(["run", str(config)]) == 0  # resumes: the same config, the same hash
+    assert f"{held}, resumed from {run / 'prompts.jsonl'}" in capsys.readouterr().err

@@ -1,0 +1,228 @@
+"""Routers on real answers from real models: quality vs generations per prompt, per corpus.
+
+    python benchmarks/routing_real.py ../shared/realdata/*.jsonl.gz [--seeds 3] [--e2e]
+
+A corpus is gzip (or plain) JSONL of ``{"id", "text", "task", "language", "models":
+{alias: {"answer", "reward"}}}``: every model's recorded answer to every prompt, with a
+real per-answer reward. Each router is replayed over the corpus (seed ``s`` shuffles the
+prompt order, so online routers meet the prompts in a different order; seeds >= 3),
+revealing only the answers it asked for. Printed per corpus, mean ± sd over seeds:
+
+* mean true reward, % of oracle, G = the share of the best-single → oracle gap closed
+  (0 = always the best single teacher, 1 = the oracle), generations per prompt, win rate
+  against the best single teacher, and APGR over [1, N] generations for budgeted routers;
+* baselines: best single teacher, random, and (chosen in hindsight, so not reachable
+  online) the best teacher per task and the best pair of teachers.
+
+``--e2e`` also replays every router through the real ``arbitrage run`` against a loopback
+OpenAI-compatible server that serves the recorded answers and a judge that returns the
+recorded reward (``benchmarks/replay_e2e.py``), and prints both figures side by side:
+they must agree. A missing corpus file is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from replay_e2e import (
+    offline_outcomes,
+    prompt_results,
+    run_end_to_end,
+)
+
+from arbitrage.evaluate import apgr, baselines, gap_closed, hindsight, replay
+from arbitrage.records import Outcome
+from routers import get_router
+
+#: (label, router, params). Budgeted routers also get a quality-vs-budget curve.
+ROUTERS: list[tuple[str, str, dict[str, Any]]] = [
+    ("random", "random", {}),
+    ("learned", "learned", {}),
+    ("learned (warmup 40)", "learned", {"warmup": 40}),
+    ("bandit ≤1.25", "bandit", {"max_generations_per_prompt": 1.25}),
+    ("bandit ≤1.5", "bandit", {"max_generations_per_prompt": 1.5}),
+    ("bandit ≤2.0", "bandit", {"max_generations_per_prompt": 2.0}),
+    ("content ≤1.25", "content", {"max_generations_per_prompt": 1.25}),
+    ("content ≤1.5", "content", {"max_generations_per_prompt": 1.5}),
+    ("content ≤2.0", "content", {"max_generations_per_prompt": 2.0}),
+    ("oracle (reward)", "reward", {}),
+]
+CURVE = (1.0, 1.25, 1.5, 2.0, 3.0)
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def shuffled(rows: Sequence[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _stats(values: Sequence[float]) -> str:
+    mean = statistics.mean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def offline(rows: Sequence[dict[str, Any]], seeds: int, console: Console) -> dict[str, Any]:
+    """Every router and baseline over ``seeds`` prompt orders; figures per seed."""
+    per: dict[str, list[dict[str, float]]] = {}
+    for seed in range(seeds):
+        outcomes = offline_outcomes(shuffled(rows, seed))
+        teachers = [c.teacher for c in outcomes[0].candidates]
+        base = baselines(outcomes, teachers)
+        best = max(teachers, key=lambda t: base[t])
+        single, oracle = base[best], base["oracle"]
+
+        def add(
+            label: str,
+            value: float,
+            gens: float,
+            win: float | None = None,
+            single: float = single,
+            oracle: float = oracle,
+        ) -> None:
+            per.setdefault(label, []).append(
+                {
+                    "reward": value,
+                    "oracle%": value / oracle if oracle else 0.0,
+                    "G": gap_closed(value, single, oracle),
+                    "gens": gens,
+                    "win": float("nan") if win is None else win,
+                }
+            )
+
+        add(f"best single ({best.removeprefix('teacher-')})", single, 1.0, 0.5)
+        for label, value in hindsight(outcomes, teachers).items():
+            add(label, value, 2.0 if "pair" in label else 1.0)
+        for label, name, params in ROUTERS:
+            rep = replay(get_router(name, teachers, seed=seed, **params), outcomes)
+            add(label, rep.mean_reward, rep.generations_per_prompt, rep.win_rate_vs_best_single)
+        for name in ("bandit", "content"):
+            curve = [
+                replay(
+                    get_router(name, teachers, seed=seed, max_generations_per_prompt=b), outcomes
+                )
+                for b in CURVE
+                if b <= len(teachers)
+            ]
+            points = [(r.generations_per_prompt, r.mean_reward) for r in curve]
+            per.setdefault(f"APGR {name}", []).append(
+                {"G": apgr(points, single, oracle, len(teachers))}
+            )
+        console.print(f"  seed {seed} done", style="dim")
+    return per
+
+
+def print_offline(
+    name: str, rows: Sequence[dict[str, Any]], per: dict[str, Any], console: Console
+) -> None:
+    models = list(rows[0]["models"])
+    table = Table(
+        title=f"{name}: {len(rows)} prompts, {len(models)} models, "
+        f"{len(next(iter(per.values())))} seeds (mean ± sd)"
+    )
+    for col in ("router", "mean reward", "% of oracle", "G", "gens/prompt", "win vs best"):
+        table.add_column(col, justify="left" if col == "router" else "right")
+    apgrs = {k: v for k, v in per.items() if k.startswith("APGR")}
+    for label, runs in per.items():
+        if label in apgrs:
+            continue
+        win = [r["win"] for r in runs if r["win"] == r["win"]]
+        table.add_row(
+            label,
+            _stats([r["reward"] for r in runs]),
+            f"{100 * statistics.mean(r['oracle%'] for r in runs):.1f}%",
+            _stats([r["G"] for r in runs]),
+            f"{statistics.mean(r['gens'] for r in runs):.2f}",
+            f"{100 * statistics.mean(win):.1f}%" if win else "-",
+        )
+    console.print(table)
+    for label, runs in apgrs.items():
+        console.print(
+            f"{label} over [1, {len(models)}] generations: {_stats([r['G'] for r in runs])}"
+        )
+
+
+def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
+    """Seed 0 of every router, through ``arbitrage run``, next to the offline replay."""
+    order = shuffled(rows, 0)
+    outcomes: list[Outcome] = offline_outcomes(order)
+    teachers = [c.teacher for c in outcomes[0].candidates]
+    table = Table(title="offline replay vs end to end (`arbitrage run`, loopback server), seed 0")
+    for col in ("router", "offline reward", "e2e reward", "offline gens", "e2e gens", "agree"):
+        table.add_column(col, justify="left" if col == "router" else "right")
+    with tempfile.TemporaryDirectory(prefix="routing-real-") as tmp:
+        for i, (label, name, params) in enumerate(ROUTERS):
+            rep = replay(get_router(name, teachers, seed=0, **params), outcomes)
+            got = prompt_results(
+                order,
+                run_end_to_end(
+                    order, name, params, seed=0, out_dir=Path(tmp) / str(i), transport="direct"
+                ),
+            )
+            reward = sum(r.reward for r in got) / len(got)
+            gens = sum(r.generations for r in got) / len(got)
+            agree = (
+                abs(reward - rep.mean_reward) < 1e-9
+                and abs(gens - rep.generations_per_prompt) < 1e-9
+            )
+            table.add_row(
+                label,
+                f"{rep.mean_reward:.4f}",
+                f"{reward:.4f}",
+                f"{rep.generations_per_prompt:.3f}",
+                f"{gens:.3f}",
+                "yes" if agree else "NO",
+            )
+            console.print(f"  e2e {label} done", style="dim")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpora", nargs="+", type=Path, help="corpus files (.jsonl or .jsonl.gz)")
+    parser.add_argument("--seeds", type=int, default=3, help="prompt orders per corpus (>= 3)")
+    parser.add_argument("--e2e", action="store_true", help="also replay through `arbitrage run`")
+    parser.add_argument("--limit", type=int, help="only the first N prompts of each corpus")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args()
+    console = Console(width=140)
+    found: dict[str, Any] = {}
+    for path in args.corpora:
+        if not path.is_file():
+            console.print(f"skipped {path}: no such file (the corpora are not shipped)")
+            continue
+        rows = load_rows(path)[: args.limit]
+        console.print(f"[bold]{path.name}[/]")
+        per = offline(rows, args.seeds, console)
+        print_offline(path.name, rows, per, console)
+        found[path.name] = per
+        if args.e2e:
+            console.print(end_to_end(rows, console))
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=1))
+    if not found:
+        console.print("no corpus found: nothing measured")
+
+
+if __name__ == "__main__":
+    main()
