@@ -41,6 +41,17 @@ class _Stats:
         return (self.total + prior_n * prior_mean) / (self.n + prior_n)
 
 
+def _strength(groups: list[tuple[_Stats, float]], noise: float) -> float:
+    """Empirical-Bayes shrinkage (method of moments): noise variance over the variance of
+    the group means around their parents' that noise alone does not explain."""
+    if len(groups) < 2:
+        return 4.0
+    n_total = sum(s.n for s, _ in groups)
+    between = sum(s.n * (s.total / s.n - parent) ** 2 for s, parent in groups)
+    signal = (between - noise * len(groups)) / n_total
+    return min(50.0, max(0.5, noise / signal)) if signal > 0 else 50.0
+
+
 class CellModel:
     """Teacher × language × task reward means with empirical-Bayes shrinkage.
 
@@ -56,7 +67,7 @@ class CellModel:
         self._overall: defaultdict[str, _Stats] = defaultdict(_Stats)
         self._language: defaultdict[tuple[str, str], _Stats] = defaultdict(_Stats)
         self._cell: defaultdict[tuple[str, str, str], _Stats] = defaultdict(_Stats)
-        self._fitted: tuple[float, float] | None = None
+        self._fitted: tuple[float, float, float] | None = None
 
     def add(self, teacher: str, language: str, task: str, reward: float) -> None:
         self._all.add(reward)
@@ -65,8 +76,9 @@ class CellModel:
         self._cell[(teacher, language, task)].add(reward)
         self._fitted = None
 
-    def _fit(self) -> tuple[float, float]:
-        """(noise variance within a cell, shrinkage strength)."""
+    def _fit(self) -> tuple[float, float, float]:
+        """(noise variance within a cell, shrinkage of a teacher towards all teachers,
+        shrinkage of a cell towards its teacher), the last two in pseudo-observations."""
         if self._fitted is not None:
             return self._fitted
         within = sum(s.squares - s.total * s.total / s.n for s in self._cell.values() if s.n > 1)
@@ -76,23 +88,18 @@ class CellModel:
             if self._all.n > 1
             else 0.0
         )
-        noise = within / dof if dof > 0 else total_var
-        noise = max(noise, 1e-12)
+        noise = max(within / dof if dof > 0 else total_var, 1e-12)
         if self.prior is not None:
-            strength = self.prior
-        else:
-            # method of moments: the variance of the cell means around their teacher's
-            # mean, less what noise alone would give, is the signal between cells
-            cells = [(s, self._overall[t]) for (t, _, _), s in self._cell.items() if s.n > 1]
-            if len(cells) < 2:
-                strength = 4.0
-            else:
-                n_total = sum(s.n for s, _ in cells)
-                between = sum(s.n * (s.total / s.n - o.total / o.n) ** 2 for s, o in cells)
-                signal = between / n_total - noise * len(cells) / n_total
-                strength = noise / signal if signal > 0 else 50.0
-                strength = min(50.0, max(1.0, strength))
-        self._fitted = (noise, strength)
+            self._fitted = (noise, self.prior, self.prior)
+            return self._fitted
+        grand = self._all.total / self._all.n if self._all.n else 0.0
+        teachers = [(s, grand) for s in self._overall.values() if s.n > 1]
+        cells = [
+            (s, self._overall[t].total / self._overall[t].n)
+            for (t, _, _), s in self._cell.items()
+            if s.n > 1
+        ]
+        self._fitted = (noise, _strength(teachers, noise), _strength(cells, noise))
         return self._fitted
 
     @property
@@ -102,13 +109,14 @@ class CellModel:
 
     @property
     def strength(self) -> float:
-        return self._fit()[1]
+        """Pseudo-observations with which a cell is shrunk towards its teacher's mean."""
+        return self._fit()[2]
 
     def posterior(self, teacher: str, language: str, task: str) -> tuple[float, float]:
         """Mean and standard error of ``teacher``'s reward in a cell."""
-        noise, k = self._fit()
+        noise, k_teacher, k = self._fit()
         grand = self._all.total / self._all.n if self._all.n else 0.0
-        overall = self._overall[teacher].mean(grand, k)
+        overall = self._overall[teacher].mean(grand, k_teacher)
         lang = self._language[(teacher, language)].mean(overall, k)
         cell = self._cell[(teacher, language, task)]
         spread = math.sqrt(noise) if self._all.n > 1 else 1.0
@@ -140,8 +148,8 @@ class BanditRouter(CascadeRouter):
         seed: int = 0,
         max_generations_per_prompt: float = 1.5,
         prior: float | None = None,
-        warmup: int = 8,
-        explore: float = 1.0,
+        warmup: int = 0,
+        explore: float = 0.0,
         horizon: int = 40,
         failure_reward: float = 0.0,
     ) -> None:

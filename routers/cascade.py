@@ -61,8 +61,8 @@ class CascadeRouter(Router):
         *,
         seed: int = 0,
         max_generations_per_prompt: float = 1.5,
-        warmup: int = 8,
-        explore: float = 1.0,
+        warmup: int = 0,
+        explore: float = 0.0,
         horizon: int = 40,
         failure_reward: float = 0.0,
     ) -> None:
@@ -90,6 +90,9 @@ class CascadeRouter(Router):
         self._decided: set[str] = set()
         self._gains: deque[float] = deque(maxlen=WINDOW)
         self._pairs: deque[tuple[float, float]] = deque(maxlen=WINDOW)
+        self._joint: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._rewards_seen: deque[float] = deque(maxlen=4 * WINDOW)
+        self._sorted: Any = None
         self._lo = math.inf
         self._hi = -math.inf
 
@@ -176,7 +179,7 @@ class CascadeRouter(Router):
         for t in rest:
             centre = predicted[t] + beta * residual
             pooled = np.maximum(0.0, np.clip(centre + spread, self._lo, self._hi) - best_seen)
-            gain = float(pooled.mean())
+            gain = self._conditional(t, seen, best_seen, float(pooled.mean()))
             if t in local:
                 # what similar prompts got from t, shifted as this prompt's residual says
                 values, weights = local[t]
@@ -189,10 +192,49 @@ class CascadeRouter(Router):
 
     #: Weight, in neighbours, of the pooled residual model next to the local samples.
     pooled_weight: float = 2.0
+    #: Weight, in pairs, of the pooled residual model next to the pairs' own history.
+    pair_weight: float = 0.5
+    #: Kernel width on the seen score's rank among all rewards seen (0..1).
+    bandwidth: float = 0.1
+
+    def _conditional(
+        self, teacher: str, seen: dict[str, float], best_seen: float, pooled: float
+    ) -> float:
+        """The gain of asking ``teacher`` as the history of this pair of teachers tells it:
+        on earlier prompts where a teacher we have now seen scored about what it scored
+        here, how much better did ``teacher`` do? Kernel-weighted on that score (teachers
+        that fail together, or complement each other, are learned per pair), shrunk towards
+        the pooled model where the pair has little history near this score."""
+        import numpy as np
+
+        total = self.pair_weight * pooled
+        mass = self.pair_weight
+        for other, score in seen.items():
+            history = self._joint.get((other, teacher))
+            if not history:
+                continue
+            pairs = np.asarray(history)
+            # near in rank, not in raw score: skewed and tied rewards (most answers near
+            # 0, or 0/1) are then as well resolved as evenly spread ones
+            w = np.exp(-0.5 * ((self._rank(pairs[:, 0]) - self._rank(score)) / self.bandwidth) ** 2)
+            total += float(w @ np.maximum(0.0, pairs[:, 1] - best_seen))
+            mass += float(w.sum())
+        return total / mass
 
     def neighbours(self, prompt: Prompt) -> dict[str, tuple[Any, Any]]:
         """Rewards a teacher got on prompts like this one, with weights (default: none)."""
         return {}
+
+    def _rank(self, values: Any) -> Any:
+        """Mid-rank of ``values`` among every reward seen, in [0, 1]."""
+        import numpy as np
+
+        if self._sorted is None:
+            self._sorted = np.sort(np.asarray(self._rewards_seen, dtype=np.float64))
+        n = max(1, len(self._sorted))
+        left = np.searchsorted(self._sorted, values, side="left")
+        right = np.searchsorted(self._sorted, values, side="right")
+        return (left + right) / (2.0 * n)
 
     def _beta(self) -> float:
         """Least-squares slope of one teacher's residual on another's, on the same prompt,
@@ -247,6 +289,10 @@ class CascadeRouter(Router):
                 for b in residuals:
                     if a != b:
                         self._pairs.append((residuals[a], residuals[b]))
+                        joint = self._joint.setdefault((a, b), deque(maxlen=WINDOW))
+                        joint.append((seen[a], seen[b]))
+            self._rewards_seen.extend(seen.values())
+            self._sorted = None
             self._lo = min(self._lo, *seen.values())
             self._hi = max(self._hi, *seen.values())
             self.observe(outcome.prompt, seen)

@@ -99,6 +99,14 @@ class ContentRouter(BanditRouter):
         for i, (prompt, cells) in enumerate(zip(prompts, base, strict=True)):
             local = self._local[prompt.id] = {}
             row = {}
+            # the kernel's scale comes from this prompt's nearest neighbours among *all*
+            # prompts seen, so any embedder's similarity scale works, and a teacher seen
+            # only on unrelated prompts gets little weight (its language × task estimate)
+            near = sims[i]
+            kk = min(self.k, len(near))
+            ring = near[np.argpartition(-near, kk - 1)[:kk]]
+            ref = float(ring.max())
+            width = max(float(ring.max() - ring.min()), 1e-3) / 2
             for j, teacher in enumerate(self.teachers):
                 seen = ~np.isnan(rewards[:, j])
                 prior_mean, _ = cells[teacher]
@@ -110,9 +118,7 @@ class ContentRouter(BanditRouter):
                 k = min(self.k, len(s))
                 top = np.argpartition(-s, k - 1)[:k]
                 s, r = s[top], r[top]
-                # weights relative to the neighbourhood, so any embedder's scale works
-                width = max(float(s.max() - s.min()), 1e-3)
-                w = np.exp((s - s.max()) / (width / 2))
+                w = np.exp((s - ref) / width)
                 local[teacher] = (r.astype(np.float64), w.astype(np.float64))
                 mass = float(w.sum()) + self.knn_prior
                 mean = (float(w @ r) + self.knn_prior * prior_mean) / mass
