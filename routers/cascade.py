@@ -217,7 +217,8 @@ class CascadeRouter(Router):
             # near in rank, not in raw score: skewed and tied rewards (most answers near
             # 0, or 0/1) are then as well resolved as evenly spread ones
             w = np.exp(-0.5 * ((self._rank(pairs[:, 0]) - self._rank(score)) / self.bandwidth) ** 2)
-            total += float(w @ np.maximum(0.0, pairs[:, 1] - best_seen))
+            # the improvement b made over `other` there, from where we stand here
+            total += float(w @ np.maximum(0.0, pairs[:, 1] - pairs[:, 0] + score - best_seen))
             mass += float(w.sum())
         return total / mass
 
@@ -254,12 +255,16 @@ class CascadeRouter(Router):
         routes = [Route([]) for _ in outcomes]
         for i in sorted(range(len(outcomes)), key=lambda i: -found[i][0]):
             g, teacher = found[i]
-            if teacher is None or g <= 0 or g < threshold or self._allowance() < 1:
+            if teacher is None or g <= self._material() or g < threshold or self._allowance() < 1:
                 continue
             routes[i] = Route([teacher], "escalate")
             self.generations += 1
             self.escalations += 1
         return routes
+
+    def _material(self) -> float:
+        """A gain below this (0.1% of the range of rewards seen) is a tie, not a reason to pay."""
+        return 1e-3 * (self._hi - self._lo) if self._hi > self._lo else 0.0
 
     def _threshold(self) -> float:
         """The gain a second opinion must reach: the top-``p`` quantile of gains seen, with
@@ -278,12 +283,13 @@ class CascadeRouter(Router):
     def update(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
             seen = self._value(outcome)
-            predicted = self._predicted.pop(outcome.prompt.id, None)
+            self._predicted.pop(outcome.prompt.id, None)
             self._decided.discard(outcome.prompt.id)
             if not seen:
                 continue
-            if predicted is None:
-                predicted = {t: m for t, (m, _) in self.predict([outcome.prompt])[0].items()}
+            # residuals against what is known just before this outcome (not at routing
+            # time), so a resumed run's replay rebuilds exactly the same state
+            predicted = {t: m for t, (m, _) in self.predict([outcome.prompt])[0].items()}
             residuals = {t: r - predicted[t] for t, r in seen.items()}
             for a in residuals:
                 for b in residuals:
@@ -300,6 +306,9 @@ class CascadeRouter(Router):
     def replay(self, outcomes: Sequence[Outcome]) -> None:
         self.routed += len(outcomes)
         self.generations += sum(o.n_generations for o in outcomes)
+        self.escalations += sum(
+            o.n_generations - 1 for o in outcomes if o.routed_by.endswith("+escalate")
+        )
         self.update(outcomes)
 
     def state(self) -> dict[str, Any]:
