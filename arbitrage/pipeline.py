@@ -90,6 +90,9 @@ class Arbitrage:
         self.teachers = {t.name: t for t in teachers}
         self.order = names
         self.reward = reward
+        # Asked of the parts that make the calls: a wrapper (the language gate, length
+        # control, an ensemble) does not compare answers itself, but what it wraps may.
+        self.per_prompt = any(part.per_prompt for part in reward.parts())
         self.router = router
         self.batch_size = batch_size
         self.progress = progress
@@ -193,7 +196,7 @@ class Arbitrage:
                 for i in picked
             }
             new = await self._generate_all(prompts, assigned, only=asked)
-            if self.reward.per_prompt:
+            if self.per_prompt:
                 old = [c.generation for i in picked for c in outcomes[i].candidates]
                 gens = old + new
             else:
@@ -205,7 +208,7 @@ class Arbitrage:
             for i in picked:
                 o = outcomes[i]
                 got = tuple(by_prompt[o.prompt.id])
-                cands = got if self.reward.per_prompt else o.candidates + got
+                cands = got if self.per_prompt else o.candidates + got
                 reason = (
                     o.routed_by if o.routed_by.endswith("+escalate") else o.routed_by + "+escalate"
                 )

@@ -169,9 +169,9 @@ def take_prompts(path: str | Path, n_prompts: int | None) -> tuple[list[Prompt],
     of them for ``None``; and where they came from, in words (``"the first 60 of 805 in
     prompts.jsonl (n_prompts: 60)"``)."""
     rows = load_prompts(path)
-    if n_prompts is None:
+    if n_prompts is None or n_prompts == len(rows):
         return rows, f"from {path}"
-    if n_prompts >= len(rows):
+    if n_prompts > len(rows):  # asked for more than the file has
         return rows, f"all of {path} (n_prompts: {n_prompts})"
     origin = f"the first {n_prompts} of {len(rows)} in {path} (n_prompts: {n_prompts})"
     return rows[:n_prompts], origin

@@ -61,6 +61,11 @@ ROUTERS: list[tuple[str, str, dict[str, Any]]] = [
     ("content ≤2.0", "content", {"max_generations_per_prompt": 2.0}),
     ("oracle (reward)", "reward", {}),
 ]
+#: ``--compare-embedders``: the content router on the English-centric MiniLM as well.
+MINILM: list[tuple[str, str, dict[str, Any]]] = [
+    ("content ≤1.5 (MiniLM)", "content", {"max_generations_per_prompt": 1.5, "model": "bundled"}),
+    ("content ≤2.0 (MiniLM)", "content", {"max_generations_per_prompt": 2.0, "model": "bundled"}),
+]
 CURVE = (1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -164,6 +169,9 @@ def print_offline(
 
 def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
     """Seed 0 of every router, through ``arbitrage run``, next to the offline replay."""
+    import datasets
+
+    datasets.disable_progress_bars()  # one bar per saved mixture would bury the table
     order = shuffled(rows, 0)
     outcomes: list[Outcome] = offline_outcomes(order)
     teachers = [c.teacher for c in outcomes[0].candidates]
@@ -204,7 +212,12 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true", help="also replay through `arbitrage run`")
     parser.add_argument("--limit", type=int, help="only the first N prompts of each corpus")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--compare-embedders", action="store_true", help="also the content router on MiniLM"
+    )
     args = parser.parse_args()
+    if args.compare_embedders:
+        ROUTERS[-1:-1] = MINILM
     console = Console(width=140)
     found: dict[str, Any] = {}
     for path in args.corpora:
