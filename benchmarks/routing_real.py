@@ -181,14 +181,13 @@ def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
     with tempfile.TemporaryDirectory(prefix="routing-real-") as tmp:
         for i, (label, name, params) in enumerate(ROUTERS):
             rep = replay(get_router(name, teachers, seed=0, **params), outcomes)
-            got = prompt_results(
-                order,
-                run_end_to_end(
-                    order, name, params, seed=0, out_dir=Path(tmp) / str(i), transport="direct"
-                ),
+            run = run_end_to_end(
+                order, name, params, seed=0, out_dir=Path(tmp) / str(i), transport="direct"
             )
-            reward = sum(r.reward for r in got) / len(got)
-            gens = sum(r.generations for r in got) / len(got)
+            # the rewards the run itself measured (two models' identical answers get one
+            # judge reply, in the run and in the offline replay alike)
+            reward = sum(float(o.best.reward or 0.0) if o.best else 0.0 for o in run) / len(run)
+            gens = sum(r.generations for r in prompt_results(order, run)) / len(run)
             agree = (
                 abs(reward - rep.mean_reward) < 1e-9
                 and abs(gens - rep.generations_per_prompt) < 1e-9
