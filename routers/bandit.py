@@ -21,7 +21,7 @@ from typing import Any
 
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
-from routers.cascade import CascadeRouter
+from routers.cascade import DEFAULT_BUDGET, CascadeRouter
 
 
 class _Stats:
@@ -146,7 +146,7 @@ class BanditRouter(CascadeRouter):
         teachers: Sequence[str],
         *,
         seed: int = 0,
-        max_generations_per_prompt: float = 1.5,
+        max_generations_per_prompt: float = DEFAULT_BUDGET,
         prior: float | None = None,
         warmup: int = 0,
         explore: float = 0.0,

@@ -17,8 +17,9 @@ predictive distribution learned from the run itself:
 A second opinion is bought when its gain is among the best ``p`` of the gains seen,
 where ``p`` paces spending to the budget: ``max_generations_per_prompt`` is an
 average that the router spends (1.4 means about 1.4), never exceeding it at any
-point of the run. Subclasses say how a teacher's mean reward for a prompt is
-predicted (``predict``) and learn from what they observe (``observe``).
+point of the run (a ``warmup`` borrows ahead, see below). Subclasses say how a
+teacher's mean reward for a prompt is predicted (``predict``) and learn from what
+they observe (``observe``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from arbitrage.errors import ConfigError
 from arbitrage.records import Outcome, Prompt
 from routers.base import Route, Router
 
+#: The routers built on the cascade, and their default average generations per prompt.
+CASCADES = ("bandit", "content")
+DEFAULT_BUDGET = 1.5
 #: Residuals kept for the predictive distribution (the most recent ones).
 WINDOW = 600
 #: Fewer residual pairs than this: the gain is unknown, so ask while the budget allows.
@@ -47,8 +51,11 @@ class CascadeRouter(Router):
         seed: Seed for Thompson draws of the first choice.
         max_generations_per_prompt: Average generations per prompt to spend, warm-up
             included (1.0 = one teacher per prompt, ``len(teachers)`` = ask everyone).
-        warmup: The first prompts go to every teacher (within the budget), so every
-            teacher is seen on the same prompts before the router trusts its estimates.
+        warmup: The first prompts go to every teacher, so every teacher is seen on the
+            same prompts before the router trusts its estimates (default 0: the cascade
+            learns from its second opinions). The only spending ahead of the budget: the
+            warm-up borrows what the next ``horizon`` prompts earn (those prompts get no
+            second opinion), and never more.
         explore: Scale of the Thompson draw that picks the first teacher (0 = always the
             predicted best; 1 = draws as wide as the estimate's uncertainty).
         horizon: Prompts over which an underspent (or overspent) budget is evened out.
@@ -60,7 +67,7 @@ class CascadeRouter(Router):
         teachers: Sequence[str],
         *,
         seed: int = 0,
-        max_generations_per_prompt: float = 1.5,
+        max_generations_per_prompt: float = DEFAULT_BUDGET,
         warmup: int = 0,
         explore: float = 0.0,
         horizon: int = 40,

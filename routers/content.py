@@ -26,6 +26,7 @@ from typing import Any
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 from routers.bandit import BanditRouter
+from routers.cascade import DEFAULT_BUDGET
 from routers.embedding import MULTILINGUAL, embed, embedder_available
 
 
@@ -51,7 +52,7 @@ class ContentRouter(BanditRouter):
         teachers: Sequence[str],
         *,
         seed: int = 0,
-        max_generations_per_prompt: float = 1.5,
+        max_generations_per_prompt: float = DEFAULT_BUDGET,
         model: str = MULTILINGUAL,
         k: int = 24,
         prior: float = 2.0,

@@ -129,6 +129,9 @@ class RemoteReward(RewardModel):
         self.multiple = max(1, multiple)
         self.description = description
         self.by_prompt = by_prompt
+        # the workers' scores depend on the other answers to a prompt: the pipeline must
+        # rescore an escalated prompt's answers as a set, as in one process
+        self.per_prompt = by_prompt  # type: ignore[misc]
 
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         from ray.exceptions import RayError, RayTaskError

@@ -14,6 +14,7 @@ from typing import Any
 
 from arbitrage.config import RunConfig
 from arbitrage.engine.budget import price_per_token, teacher_prices
+from routers.cascade import CASCADES, DEFAULT_BUDGET
 
 PROMPT_TOKENS = 60  # a persona + task frame, measured on the bundled pool
 WRITER_PROMPT_TOKENS = 130
@@ -44,8 +45,8 @@ def generations_per_prompt(config: RunConfig, n: int | None = None) -> float:
         explore = float(params.get("explore", 0.1))
         extra = explore * (int(params.get("explore_teachers", 2)) - 1)
         return (warmup + (n - warmup) * (1 + extra) / n_teachers) / n
-    if config.router.name == "bandit":
-        budget = float(params.get("max_generations_per_prompt", 1.4))
+    if config.router.name in CASCADES:
+        budget = float(params.get("max_generations_per_prompt", DEFAULT_BUDGET))
         return min(budget, n_teachers) / n_teachers
     return 1.0 / n_teachers  # random, fixed (an even split assumed), custom routers
 
@@ -115,8 +116,9 @@ def pairwise_calls(config: RunConfig, n: int | None = None) -> float:
         explored = (n - warmup) * float(params.get("explore", 0.1))
         k = min(int(params.get("explore_teachers", 2)), t)
         return warmup * t * (t - 1) + explored * k * (k - 1)
-    if config.router.name == "bandit":
-        return n * pairs(min(float(params.get("max_generations_per_prompt", 1.4)), t))
+    if config.router.name in CASCADES:
+        budget = float(params.get("max_generations_per_prompt", DEFAULT_BUDGET))
+        return n * pairs(min(budget, t))
     return 0.0  # one answer a prompt
 
 
