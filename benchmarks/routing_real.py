@@ -204,6 +204,57 @@ def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
     return table
 
 
+def plot(found: dict[str, Any], path: Path) -> Path:
+    """One panel per corpus: % of oracle against generations per prompt, seed means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(found))
+    rows = (len(found) + cols - 1) // cols
+    fig, grid = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), dpi=110, squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(found) :]:
+        ax.axis("off")
+    for ax, (name, per) in zip(axes, found.items(), strict=False):
+
+        def point(label: str, per: dict[str, Any] = per) -> tuple[float, float]:
+            runs = per[label]
+            gens = statistics.mean(r["gens"] for r in runs)
+            return gens, 100 * statistics.mean(r["oracle%"] for r in runs)
+
+        for family, colour in (("bandit", "tab:blue"), ("content", "tab:orange")):
+            labels = [k for k in per if k.startswith(f"{family} ≤") and "(" not in k]
+            xs, ys = zip(*sorted(point(k) for k in labels), strict=True)
+            ax.plot(xs, ys, "o-", color=colour, label=family)
+        for label, marker in (("random", "x"), ("learned", "s"), ("oracle (reward)", "*")):
+            if label in per:
+                ax.scatter(*point(label), marker=marker, color="black", zorder=3)
+                ax.annotate(
+                    label, point(label), fontsize=7, xytext=(4, -8), textcoords="offset points"
+                )
+        for label in per:
+            if "hindsight" in label:
+                ax.scatter(*point(label), marker="D", facecolors="none", edgecolors="grey")
+                ax.annotate(
+                    label, point(label), fontsize=7, xytext=(4, 3), textcoords="offset points"
+                )
+        single = next(k for k in per if k.startswith("best single"))
+        ax.axhline(point(single)[1], color="grey", ls=":", lw=0.8, label=single)
+        ax.set_title(name.split(".")[0], fontsize=10)
+        ax.set_xlabel("generations per prompt")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for row in grid:
+        row[0].set_ylabel("% of oracle reward")
+    fig.suptitle("Routers replayed on real answers with real rewards (mean of seeds)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpora", nargs="+", type=Path, help="corpus files (.jsonl or .jsonl.gz)")
@@ -214,7 +265,18 @@ def main() -> None:
     parser.add_argument(
         "--compare-embedders", action="store_true", help="also the content router on MiniLM"
     )
+    parser.add_argument("--plot", type=Path, help="write the quality-vs-generations PNG here")
+    parser.add_argument("--from-json", type=Path, help="print and plot a saved --json, no replay")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        console = Console(width=140)
+        for path in args.corpora:
+            if path.name in saved and path.is_file():
+                print_offline(path.name, load_rows(path), saved[path.name], console)
+        if args.plot:
+            console.print(f"plot: {plot(saved, args.plot)}")
+        return
     if args.compare_embedders:
         ROUTERS[-1:-1] = MINILM
     console = Console(width=140)
@@ -232,6 +294,8 @@ def main() -> None:
             console.print(end_to_end(rows, console))
     if args.json:
         args.json.write_text(json.dumps(found, indent=1))
+    if args.plot and found:
+        console.print(f"plot: {plot(found, args.plot)}")
     if not found:
         console.print("no corpus found: nothing measured")
 
