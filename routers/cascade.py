@@ -224,8 +224,10 @@ class CascadeRouter(Router):
             # near in rank, not in raw score: skewed and tied rewards (most answers near
             # 0, or 0/1) are then as well resolved as evenly spread ones
             w = np.exp(-0.5 * ((self._rank(pairs[:, 0]) - self._rank(score)) / self.bandwidth) ** 2)
-            # the improvement b made over `other` there, from where we stand here
-            total += float(w @ np.maximum(0.0, pairs[:, 1] - pairs[:, 0] + score - best_seen))
+            # b's answer there, moved by how much better `other` did here than there, within
+            # the range of rewards (a top score here leaves nothing to gain)
+            moved = np.clip(pairs[:, 1] - pairs[:, 0] + score, self._lo, self._hi)
+            total += float(w @ np.maximum(0.0, moved - best_seen))
             mass += float(w.sum())
         return total / mass
 
