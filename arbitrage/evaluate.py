@@ -181,3 +181,23 @@ def hindsight(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
 def gap_closed(value: float, best_single: float, oracle: float) -> float:
     """G = (value - best single) / (oracle - best single): the share of the gap closed."""
     return (value - best_single) / (oracle - best_single) if oracle > best_single else 0.0
+
+
+def cascade_ceiling(outcomes: Sequence[Outcome], teachers: Sequence[str], budget: float) -> float:
+    """Mean reward of the best fixed cascade at ``budget`` generations per prompt, chosen in
+    hindsight: the best single teacher answers every prompt, and its best partner (the
+    other half of the best pair) answers the ``budget - 1`` share of prompts where that
+    gains the most. A router that picks its second teacher by prompt can beat it; one that
+    has to guess which prompts to escalate rarely reaches it."""
+    best = max(teachers, key=lambda t: sum(_value(o, [t]) for o in outcomes))
+    others = [t for t in teachers if t != best]
+    if not others:
+        return sum(_value(o, [best]) for o in outcomes) / len(outcomes)
+    partner = max(others, key=lambda t: sum(_value(o, [best, t]) for o in outcomes))
+    first = [_value(o, [best]) for o in outcomes]
+    gains = sorted(
+        (_value(o, [best, partner]) - f for o, f in zip(outcomes, first, strict=True)),
+        reverse=True,
+    )
+    k = round(min(1.0, max(0.0, budget - 1.0)) * len(outcomes))
+    return (sum(first) + sum(gains[:k])) / len(outcomes)

@@ -206,3 +206,19 @@ def test_content_router_learns_who_wins_on_what_the_prompt_is_about(model):
     )
     assert [r.teachers for r in routes] == [["a"], ["b"]]
     assert router.state()["neighbours"] == len(train)
+
+
+def test_cascade_ceiling_is_the_best_fixed_partner_on_the_best_share():
+    from arbitrage.evaluate import cascade_ceiling
+
+    p = [Prompt(text=f"q{i}", language="en", task="t") for i in range(4)]
+    outcomes = [
+        scored(p[0], {"a": 0.9, "b": 0.1, "c": 0.0}),
+        scored(p[1], {"a": 0.2, "b": 0.8, "c": 0.3}),
+        scored(p[2], {"a": 0.5, "b": 0.6, "c": 0.9}),
+        scored(p[3], {"a": 0.6, "b": 0.7, "c": 0.0}),
+    ]
+    # a is best (2.2); its best partner is b (a+b: 3.0 against a+c: 2.8); at 1.5
+    # generations b answers the two prompts where it gains most (+0.6, +0.1)
+    assert cascade_ceiling(outcomes, ["a", "b", "c"], 1.5) == pytest.approx(2.9 / 4)
+    assert cascade_ceiling(outcomes, ["a", "b", "c"], 1.0) == pytest.approx(2.2 / 4)
