@@ -151,7 +151,7 @@ class BanditRouter(CascadeRouter):
         warmup: int = 0,
         explore: float = 0.0,
         horizon: int = 40,
-        failure_reward: float = 0.0,
+        failure_reward: float | None = None,
     ) -> None:
         super().__init__(
             teachers,

@@ -59,7 +59,8 @@ class CascadeRouter(Router):
         explore: Scale of the Thompson draw that picks the first teacher (0 = always the
             predicted best; 1 = draws as wide as the estimate's uncertainty).
         horizon: Prompts over which an underspent (or overspent) budget is evened out.
-        failure_reward: Reward observed for a truncated or empty answer.
+        failure_reward: Reward observed for a truncated, empty or failed answer; default:
+            the lowest reward seen so far (so it works on any scale, negative included).
     """
 
     def __init__(
@@ -71,7 +72,7 @@ class CascadeRouter(Router):
         warmup: int = 0,
         explore: float = 0.0,
         horizon: int = 40,
-        failure_reward: float = 0.0,
+        failure_reward: float | None = None,
     ) -> None:
         super().__init__(teachers, seed=seed)
         if max_generations_per_prompt < 1.0:
@@ -92,6 +93,7 @@ class CascadeRouter(Router):
         self.failure_reward = failure_reward
         self.routed = 0
         self.generations = 0
+        self._charged: dict[str, int] = {}
         self.escalations = 0
         self._predicted: dict[str, dict[str, float]] = {}
         self._decided: set[str] = set()
@@ -132,6 +134,7 @@ class CascadeRouter(Router):
                 route = Route([self._first(post)], "predicted")
             self.routed += 1
             self.generations += len(route.teachers)
+            self._charged[prompt.id] = len(route.teachers)
             routes.append(route)
         return routes
 
@@ -149,14 +152,19 @@ class CascadeRouter(Router):
         post = self.predict([prompt])[0]
         return sorted(self.teachers, key=lambda t: (-post[t][0], order[t]))
 
+    def _failure(self) -> float:
+        if self.failure_reward is not None:
+            return self.failure_reward
+        return self._lo if math.isfinite(self._lo) else 0.0
+
     def _value(self, outcome: Outcome) -> dict[str, float]:
-        """Observed rewards of an outcome's answers (failed calls say nothing)."""
+        """Observed rewards of an outcome's answers. A truncated, empty or failed answer
+        (after the teacher's retries) is worth ``failure_reward``: a teacher that keeps
+        failing stops being asked first, and a failed first answer calls for another."""
         values = {}
         for cand in outcome.candidates:
-            if cand.generation.status == "error":
-                continue
             ok = cand.reward is not None and cand.generation.ok
-            values[cand.teacher] = float(cand.reward) if ok else self.failure_reward  # type: ignore[arg-type]
+            values[cand.teacher] = float(cand.reward) if ok else self._failure()  # type: ignore[arg-type]
         return values
 
     def gain(self, outcome: Outcome) -> tuple[float, str | None]:
@@ -269,6 +277,8 @@ class CascadeRouter(Router):
             routes[i] = Route([teacher], "escalate")
             self.generations += 1
             self.escalations += 1
+            pid = outcomes[i].prompt.id
+            self._charged[pid] = self._charged.get(pid, 1) + 1
         return routes
 
     def _material(self) -> float:
@@ -294,6 +304,11 @@ class CascadeRouter(Router):
             seen = self._value(outcome)
             self._predicted.pop(outcome.prompt.id, None)
             self._decided.discard(outcome.prompt.id)
+            # what was charged at decision time, made good to what was generated (a teacher
+            # that was down when its second opinion was due costs nothing)
+            charged = self._charged.pop(outcome.prompt.id, None)
+            if charged is not None:
+                self.generations += outcome.n_generations - charged
             if not seen:
                 continue
             # residuals against what is known just before this outcome (not at routing
@@ -313,12 +328,21 @@ class CascadeRouter(Router):
             self.observe(outcome.prompt, seen)
 
     def replay(self, outcomes: Sequence[Outcome]) -> None:
+        """Relearn from an interrupted run's outcomes, in order: the counts, the model and
+        the history of first-answer gains that sets the escalation threshold."""
         self.routed += len(outcomes)
         self.generations += sum(o.n_generations for o in outcomes)
         self.escalations += sum(
             o.n_generations - 1 for o in outcomes if o.routed_by.endswith("+escalate")
         )
-        self.update(outcomes)
+        for outcome in outcomes:
+            if outcome.candidates and not outcome.routed_by.startswith("warmup"):
+                first = Outcome(outcome.prompt, outcome.candidates[:1])
+                g, _ = self.gain(first)
+                if math.isfinite(g):
+                    self._gains.append(g)
+                self._predicted.pop(outcome.prompt.id, None)
+            self.update([outcome])
 
     def state(self) -> dict[str, Any]:
         return {

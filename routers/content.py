@@ -29,6 +29,9 @@ from routers.bandit import BanditRouter
 from routers.cascade import DEFAULT_BUDGET
 from routers.embedding import MULTILINGUAL, embed, embedder_available
 
+#: Prompts kept as neighbours (the most recent); predictions scan all of them.
+MEMORY = 20_000
+
 
 class ContentRouter(BanditRouter):
     """kNN reward regression on prompt embeddings + the budgeted cascade.
@@ -59,7 +62,7 @@ class ContentRouter(BanditRouter):
         warmup: int = 0,
         explore: float = 0.0,
         horizon: int = 40,
-        failure_reward: float = 0.0,
+        failure_reward: float | None = None,
     ) -> None:
         super().__init__(
             teachers,
@@ -82,6 +85,8 @@ class ContentRouter(BanditRouter):
         self._vectors: Any = None
         self._rewards: Any = None  # rows x teachers, NaN where not observed
         self._size = 0
+        self._seen = 0  # prompts ever stored (the ring's write position once full)
+        self._texts: list[str] = []
         self._local: dict[str, dict[str, tuple[Any, Any]]] = {}
 
     def _embed(self, prompts: Sequence[Prompt]) -> Any:
@@ -145,12 +150,28 @@ class ContentRouter(BanditRouter):
             if self._vectors is None:
                 self._vectors = np.zeros((256, vector.shape[0]), np.float32)
                 self._rewards = np.full((256, len(self.teachers)), np.nan, np.float32)
-            if self._size == len(self._vectors):
-                self._vectors = np.concatenate([self._vectors, np.zeros_like(self._vectors)])
-                self._rewards = np.concatenate([self._rewards, np.full_like(self._rewards, np.nan)])
-            row = self._rows[prompt.text] = self._size
+            if self._size == MEMORY:
+                # full: the oldest neighbour makes room, so a prediction costs the same at
+                # prompt 1,000,000 as at prompt 20,000
+                row = self._seen % MEMORY
+                del self._rows[self._texts[row]]
+                self._rewards[row] = np.nan
+            else:
+                if self._size == len(self._vectors):
+                    grow = min(len(self._vectors), MEMORY - self._size)
+                    self._vectors = np.concatenate(
+                        [self._vectors, np.zeros((grow, self._vectors.shape[1]), np.float32)]
+                    )
+                    self._rewards = np.concatenate(
+                        [self._rewards, np.full((grow, len(self.teachers)), np.nan, np.float32)]
+                    )
+                row = self._size
+                self._size += 1
+                self._texts.append("")
+            self._rows[prompt.text] = row
+            self._texts[row] = prompt.text
             self._vectors[row] = vector
-            self._size += 1
+            self._seen += 1
         for teacher, reward in rewards.items():
             self._rewards[row, self.teachers.index(teacher)] = reward
 

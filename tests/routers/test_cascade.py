@@ -222,3 +222,91 @@ def test_cascade_ceiling_is_the_best_fixed_partner_on_the_best_share():
     # generations b answers the two prompts where it gains most (+0.6, +0.1)
     assert cascade_ceiling(outcomes, ["a", "b", "c"], 1.5) == pytest.approx(2.9 / 4)
     assert cascade_ceiling(outcomes, ["a", "b", "c"], 1.0) == pytest.approx(2.2 / 4)
+
+
+def failing(p: Prompt, teacher: str, *, error: bool) -> Candidate:
+    gen = Generation(
+        prompt_id=p.id,
+        teacher=teacher,
+        model=teacher,
+        text="" if not error else "",
+        finish_reason="stop",
+        error="boom" if error else "",
+    )
+    return Candidate(gen, None)
+
+
+@pytest.mark.parametrize("error", [False, True], ids=["empty", "failed call"])
+def test_a_teacher_that_keeps_failing_is_learned_against_on_any_scale(error):
+    # every real reward is negative (raw reward-model logits): a failure must not look
+    # better than a real answer, and a failed call must count against its teacher
+    rng = random.Random(7)
+    outcomes = []
+    for i in range(300):
+        p = Prompt(text=f"q{i}", language="en", task="t")
+        good = Candidate(
+            Generation(prompt_id=p.id, teacher="b", model="b", text="x", finish_reason="stop"),
+            rng.uniform(-8, -2),
+        )
+        cands = (failing(p, "a", error=error), good)
+        outcomes.append(Outcome(p, cands, pick_winner(cands, ["a", "b"])))
+    router = get_router("bandit", ["a", "b"], max_generations_per_prompt=1.5)
+    replay(router, outcomes[:100])
+    later = router.route([o.prompt for o in outcomes[100:]])
+    assert sum(r.teachers == ["b"] for r in later) > 0.9 * len(later)
+
+
+def test_a_second_opinion_that_was_never_generated_is_not_charged():
+    router = get_router("bandit", TEACHERS, max_generations_per_prompt=2.0)
+    outcomes = pool(40, seed=8)
+    replay(router, outcomes[:20])  # learn something first
+    p = outcomes[20].prompt
+    route = router.route([p])[0]
+    first = next(c for c in outcomes[20].candidates if c.teacher == route.teachers[0])
+    asked = router.escalate([Outcome(p, (first,), first.teacher)])[0]
+    before = router.generations
+    # the teacher asked was down: the prompt ends with its first answer only
+    router.update([Outcome(p, (first,), first.teacher, "predicted")])
+    assert router.generations == before - len(asked.teachers)
+
+
+def test_resume_restores_the_escalation_threshold():
+    outcomes = pool(240, seed=9)
+    live = make("bandit", max_generations_per_prompt=1.3)
+    seen = []
+    update = live.update
+
+    def keep(outs):
+        seen.extend(outs)
+        update(outs)
+
+    live.update = keep
+    replay(live, outcomes[:160])
+    resumed = make("bandit", max_generations_per_prompt=1.3)
+    resumed.replay(seen)
+    assert len(resumed._gains) >= 0.9 * len(live._gains)
+    assert resumed._threshold() == pytest.approx(live._threshold(), rel=0.2)
+
+
+def test_content_router_memory_is_bounded(monkeypatch):
+    import numpy as np
+
+    import routers.content as content
+
+    monkeypatch.setattr(content, "embedder_available", lambda model: True)
+    rng = np.random.default_rng(0)
+    vectors = {}
+
+    def fake_embed(texts, model):
+        for t in texts:
+            if t not in vectors:
+                v = rng.normal(size=8).astype(np.float32)
+                vectors[t] = v / np.linalg.norm(v)
+        return np.stack([vectors[t] for t in texts])
+
+    monkeypatch.setattr(content, "embed", fake_embed)
+    monkeypatch.setattr(content, "MEMORY", 50)
+    router = content.ContentRouter(TEACHERS)
+    replay(router, pool(180, seed=10))
+    assert router._size == 50 and len(router._rows) == 50
+    assert set(router._rows) == {f"question {i}" for i in range(130, 180)}
