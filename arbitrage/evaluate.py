@@ -162,6 +162,8 @@ def quality_cost_curve(
 def hindsight(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, float]:
     """Baselines chosen after seeing every reward (upper bounds for a fixed policy):
     the best teacher per task (1 generation) and the best pair of teachers (2)."""
+    if not outcomes:
+        raise DataError("no outcomes to compare with")
     by_task: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         by_task.setdefault(outcome.prompt.task, []).append(outcome)
@@ -189,6 +191,8 @@ def cascade_ceiling(outcomes: Sequence[Outcome], teachers: Sequence[str], budget
     other half of the best pair) answers the ``budget - 1`` share of prompts where that
     gains the most. A router that picks its second teacher by prompt can beat it; one that
     has to guess which prompts to escalate rarely reaches it."""
+    if not outcomes:
+        raise DataError("no outcomes to compare with")
     best = max(teachers, key=lambda t: sum(_value(o, [t]) for o in outcomes))
     others = [t for t in teachers if t != best]
     if not others:
