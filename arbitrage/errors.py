@@ -10,7 +10,8 @@
     ├── ModelNotAvailable  a local model's weights or backend are not installed
     ├── BudgetExceeded     the run would cross its budget
     ├── NoTeacherAvailable every teacher's circuit breaker is open
-    └── ClusterError       Ray could not be reached, or a worker died past its restarts
+    ├── ClusterError       Ray could not be reached, or a worker died past its restarts
+    └── RunLocked          another process is writing the run directory (pid, host, since)
 
 The CLI prints ``str(error)`` of any of these as one line and exits non-zero.
 """
@@ -79,3 +80,29 @@ class NoTeacherAvailable(ArbitrageError):
 
 class ClusterError(ArbitrageError):
     """``engine: ray``: the cluster could not be reached, or a worker died for good."""
+
+
+class RunLocked(ArbitrageError):
+    """Another process holds the run directory's lock (``arbitrage.run_lock``).
+
+    Attributes:
+        path: The run directory.
+        pid: The holder's process id, if its lock file says.
+        host: The holder's host name, if its lock file says.
+        since: When the holder took the lock (UTC), if its lock file says.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        pid: int | None = None,
+        host: str | None = None,
+        since: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
+        self.host = host
+        self.since = since

@@ -9,10 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+from arbitrage.errors import DataError
+
 T = TypeVar("T", bound="_Record")
+R = TypeVar("R")
 
 
 class _Record:
@@ -204,3 +209,40 @@ def pick_winner(candidates: tuple[Candidate, ...], teacher_order: list[str]) -> 
 def dumps(record: _Record) -> str:
     """One JSONL line for a record."""
     return json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True)
+
+
+def read_jsonl(path: str | Path, parse: Callable[[Any], R], what: str) -> Iterator[R]:
+    """The rows of a JSONL file a run writes, each through ``parse``, a line at a time
+    (the file is never held in memory at once); blank lines are skipped.
+
+    Each line is read as bytes and decoded on its own, so one bad line is that line's
+    problem, not the file's. A torn last line (no newline at its end, and not UTF-8 or
+    not JSON: a kill or a full disk mid-write, maybe inside a multibyte character) is
+    dropped. Any other bad line is an error.
+
+    Raises:
+        DataError: ``"<path>:<line>: corrupt <what> row (<reason>)"``.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+                if not raw.endswith(b"\n"):  # only the last line can end without one
+                    return
+                raise DataError(f"{path}:{n}: corrupt {what} row ({_reason(exc)})") from None
+            try:
+                yield parse(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(f"{path}:{n}: corrupt {what} row ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    if isinstance(exc, KeyError):
+        return f"no {exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,7 @@
 
 Run directory (``config.out``)::
 
+    .lock            held (flock) by the one process writing the directory: pid, host, since
     run.json         config hash and version: a rerun resumes only the same config
     config.yaml      the resolved config (env var names, never keys)
     prompts.jsonl    the pool, written before any teacher is called
@@ -16,7 +17,8 @@ Run directory (``config.out``)::
     report.html      the report page (figures embedded); figures/*.png
 
 Re-running the same command after an interruption skips every prompt already
-in ``outcomes.jsonl``.
+in ``outcomes.jsonl``. A second run on the same directory while one is going refuses
+at once (``RunLocked``); a killed run's lock dies with it (``arbitrage.run_lock``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from arbitrage import __version__
 from arbitrage.config import LanguageCheckConfig, RunConfig, ScorerConfig
-from arbitrage.errors import ConfigError, DataError
+from arbitrage.errors import ConfigError
 from arbitrage.pipeline import Arbitrage, RunResult
-from arbitrage.records import Outcome, Prompt, dumps
+from arbitrage.records import Outcome, Prompt, dumps, read_jsonl
+from arbitrage.run_lock import LOCK_NAME, hold_run_dir
 from arbitrage.teachers import Teacher, engine_report, engine_teachers, open_cache
 
 if TYPE_CHECKING:
@@ -236,7 +239,7 @@ class RunDir:
                     "other defaults); use another --out or delete that directory"
                 )
             return
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
             raise ConfigError(f"{self.path} exists and is not a run directory; use another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         import yaml
@@ -253,10 +256,7 @@ class RunDir:
 
     def iter_prompts(self) -> Iterator[Prompt]:
         """The saved pool, a line at a time (never held in memory at once)."""
-        with (self.path / "prompts.jsonl").open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield Prompt.from_dict(json.loads(line))
+        return read_jsonl(self.path / "prompts.jsonl", Prompt.from_dict, "prompt")
 
     def save_prompts(self, prompts: Sequence[Prompt]) -> None:
         tmp = self.path / "prompts.jsonl.tmp"
@@ -268,16 +268,7 @@ class RunDir:
         path = self.path / "outcomes.jsonl"
         if not path.exists():
             return []
-        outcomes = []
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for n, line in enumerate(lines, 1):
-            try:
-                outcomes.append(Outcome.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                if n == len(lines):
-                    break
-                raise DataError(f"{path}:{n}: corrupt outcome row ({exc})") from None
-        return outcomes
+        return list(read_jsonl(path, Outcome.from_dict, "outcome"))
 
     def append_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         path = self.path / "outcomes.jsonl"
@@ -333,22 +324,41 @@ async def arun_config(
     """Run a config end to end and write its run directory; resumes an interrupted run.
 
     ``on_pool`` is given ``pool_line`` once the pool is built (or, resuming, read back).
+    The run directory is locked for the whole run, on either engine (``hold_run_dir``).
     """
+    scorer = preflight(config)
+    with hold_run_dir(config.out):
+        if config.engine == "ray":
+            from arbitrage.cluster import arun_ray
+
+            return await arun_ray(
+                config, progress=progress, reward_model=reward_model, panel=panel, on_pool=on_pool
+            )
+        return await _arun_local(
+            config,
+            reward_model=reward_model if reward_model is not None else scorer,
+            progress=progress,
+            panel=panel,
+            on_pool=on_pool,
+        )
+
+
+async def _arun_local(
+    config: RunConfig,
+    *,
+    reward_model: RewardModel,
+    progress: Progress | None,
+    panel: TeacherPanel | None,
+    on_pool: Callable[[str], None] | None,
+) -> RunResult:
     from routers import get_router
 
-    scorer = preflight(config)
-    if config.engine == "ray":
-        from arbitrage.cluster import arun_ray
-
-        return await arun_ray(
-            config, progress=progress, reward_model=reward_model, panel=panel, on_pool=on_pool
-        )
     teachers = engine_teachers(config)
     if panel is not None:
         panel.attach(teachers)
     names = [t.name for t in teachers]
     router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
-    reward = wrap_reward(config, scorer if reward_model is None else reward_model)
+    reward = wrap_reward(config, reward_model)
     run_dir = RunDir(config.out)
     run_dir.prepare(config)
     cache = open_cache(config)

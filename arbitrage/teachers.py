@@ -34,7 +34,7 @@ from arbitrage.engine.budget import (
 )
 from arbitrage.engine.cache import CallCache, request_key
 from arbitrage.engine.limits import TeacherLimits
-from arbitrage.engine.transport import ChatReply
+from arbitrage.engine.transport import ChatReply, MalformedReply, chat_reply
 from arbitrage.errors import ConfigError, TeacherUnavailable
 from arbitrage.llm import CompletionFn, completion_fn, retryable_errors, scrub
 from arbitrage.records import Generation, Prompt, Usage, content_id
@@ -203,6 +203,7 @@ class Teacher:
                     self.stats.requests += 1
                     try:
                         response = await fn(**send)
+                        gen = self._to_generation(response, prompt_id, time.perf_counter() - start)
                     except retry_on as exc:
                         error = exc
                         if isinstance(exc, overload):
@@ -216,7 +217,6 @@ class Teacher:
                         self.stats.failed += 1
                         return self._failed(prompt_id, self._message(exc, key), start)
                     else:
-                        gen = self._to_generation(response, prompt_id, time.perf_counter() - start)
                         actual = gen.cost_usd
                         self.breaker.success()
                         self.limits.success()
@@ -233,6 +233,8 @@ class Teacher:
         return self._failed(prompt_id, self._message(error, key), start)
 
     def _message(self, exc: BaseException | None, key: str | None) -> str:
+        if isinstance(exc, MalformedReply):
+            return scrub(f"malformed reply: {exc}", [key or ""])[:500]
         return scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:500]
 
     def _failed(self, prompt_id: str, message: str, start: float) -> Generation:
@@ -262,26 +264,31 @@ class Teacher:
         return worst_case_usd(messages, max_tokens or self.config.max_tokens, self.prices())
 
     def _plan(self) -> _CallPlan:
-        """What to call and which failures to retry: decided once, not per call."""
+        """What to call and which failures to retry: decided once, not per call.
+
+        A malformed 200 (``MalformedReply``) is retried like a 5xx, within ``retries``:
+        litellm raises ``InternalServerError`` for most malformed bodies already, and
+        both transports must treat the same reply alike.
+        """
         if self._completion_fn is not None:
-            self._call = (self._completion_fn, (ConnectionError,), ())
+            self._call = (self._completion_fn, (ConnectionError, MalformedReply), ())
         elif self.config.transport == "direct":
             from arbitrage.engine.transport import direct_completion
 
-            self._call = (direct_completion, retryable_errors(), _overload_errors())
+            retry_on = (*retryable_errors(), MalformedReply)
+            self._call = (direct_completion, retry_on, _overload_errors())
         else:
-            self._call = (completion_fn(self.config.model), retryable_errors(), _overload_errors())
+            retry_on = (*retryable_errors(), MalformedReply)
+            self._call = (completion_fn(self.config.model), retry_on, _overload_errors())
         return self._call
 
     def _to_generation(self, response: Any, prompt_id: str, latency: float) -> Generation:
         if isinstance(response, ChatReply):  # the direct transport: parsed, priced by token
             text, finish_reason, counted = response.text, response.finish_reason, response.usage
             cost = usage_usd(counted, self.prices())
-        else:
-            choice = response.choices[0]
-            text = getattr(choice.message, "content", None) or ""
-            finish_reason = str(choice.finish_reason or "")
-            counted = Usage.from_response(response)
+        else:  # litellm's response, checked as the direct transport checks its body
+            reply = chat_reply(response)
+            text, finish_reason, counted = reply.text, reply.finish_reason, reply.usage
             cost = self._cost(response, counted)
         return Generation(
             prompt_id=prompt_id,

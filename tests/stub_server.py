@@ -27,7 +27,8 @@ class Reply:
     """What the stub answers: a completion, or (``status != 200``) an OpenAI-style error.
 
     ``fault`` breaks the reply on purpose: ``"drop"`` closes the connection without
-    answering, ``"malformed"`` sends a 200 whose body is not JSON.
+    answering, ``"malformed"`` sends a 200 whose body is not JSON. ``body`` sends a
+    200 with exactly this JSON instead of a completion (``{"choices": []}``).
     """
 
     text: str
@@ -36,6 +37,7 @@ class Reply:
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     fault: str | None = None
+    body: Any = None
 
 
 Handler = Callable[[list[dict[str, Any]]], "str | Reply"]
@@ -151,7 +153,7 @@ class StubServer:
             self.requests.append(body)
             return self._handlers.get(str(body.get("model", "")))
 
-    def _complete(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _complete(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         model = str(body.get("model", ""))
         messages = body.get("messages") or []
         handler = self._record(body)
@@ -161,6 +163,8 @@ class StubServer:
             time.sleep(reply.delay_s)
         if reply.fault is not None:
             raise _Fault(reply.fault)
+        if reply.body is not None:
+            return 200, reply.body, reply.headers
         if reply.status != 200:
             error = {
                 "error": {
@@ -263,9 +267,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _send(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -17,18 +17,26 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from arbitrage.pipeline import RunResult
+    from arbitrage.run import RunDir
 
 
 async def aretry_failed(
     run_dir: str | Path, *, progress: Progress | None = None
 ) -> tuple[int, RunResult | None]:
     """Retry the failed calls of a run; returns (prompts retried, the run's result)."""
-    from arbitrage.run import RunDir, arun_config
+    from arbitrage.run import RunDir
+    from arbitrage.run_lock import hold_run_dir
 
     path = Path(run_dir)
     if not (path / "run.json").is_file() or not (path / "config.yaml").is_file():
         raise DataError(f"{path} is not a run directory (no run.json / config.yaml)")
-    directory = RunDir(path)
+    with hold_run_dir(path):  # from before outcomes.jsonl is rewritten; arun_config re-enters
+        return await _aretry(RunDir(path), progress)
+
+
+async def _aretry(directory: RunDir, progress: Progress | None) -> tuple[int, RunResult | None]:
+    from arbitrage.run import arun_config
+
     config = directory.config()
     if not config.cache.enabled:
         raise ConfigError(

@@ -12,8 +12,10 @@ Failures raise the litellm exception class litellm raises for the same failure
 (429 ``RateLimitError`` with the response headers, 5xx ``InternalServerError`` /
 ``BadGatewayError`` / ``ServiceUnavailableError``, timeouts ``Timeout``, dropped
 connections ``APIConnectionError``, 401 ``AuthenticationError``, 400
-``BadRequestError``, a body that is not a completion ``InternalServerError``), so
-the teacher's retries, circuit breaker and AIMD limits treat both transports alike.
+``BadRequestError``), so the teacher's retries, circuit breaker and AIMD limits treat
+both transports alike. A 200 whose body is not a usable completion (not JSON, no
+choices, no message, content that is not text) raises ``MalformedReply``: the same
+check ``chat_reply`` makes of litellm's responses, so both transports name the reason.
 The API key travels only in the ``Authorization`` header and is scrubbed from
 every error message.
 """
@@ -40,6 +42,12 @@ if TYPE_CHECKING:
 _NOT_IN_BODY = frozenset(
     {"model", "messages", "api_base", "api_key", "timeout", "max_retries", "num_retries"}
 )
+
+
+class MalformedReply(Exception):
+    """A 200 reply that is not a usable chat completion; ``str()`` is the reason ("no
+    choices"). The teacher retries it like a 5xx and never lets it escape: once its
+    retries are spent it is a failed candidate, ``error="malformed reply: no choices"``."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ async def direct_completion(
 
     Raises:
         litellm.exceptions.*: as litellm raises them for the same failure.
+        MalformedReply: a 200 whose body is not a usable completion.
     """
     import aiohttp
 
@@ -102,23 +111,52 @@ async def direct_completion(
     except aiohttp.ClientError as exc:
         raise _error(model, api_key, 0, f"connection failed: {type(exc).__name__}: {exc}") from None
     try:
-        return _parse(json.loads(raw))
-    except (ValueError, LookupError, TypeError, AttributeError) as exc:
-        raise _error(model, api_key, 500, f"the answer is not a chat completion ({exc})") from None
+        data = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError included
+        raise MalformedReply(f"the body is not JSON ({len(raw)} bytes)") from None
+    return chat_reply(data)
 
 
-def _parse(data: dict[str, Any]) -> ChatReply:
-    choice = data["choices"][0]
-    content = choice.get("message", {}).get("content")
-    usage = data.get("usage") or {}
+def chat_reply(response: Any) -> ChatReply:
+    """The text, finish reason and token counts of one chat completion: a decoded JSON
+    body (the direct transport) or litellm's ``ModelResponse``.
+
+    A ``null`` content is an empty answer (the teacher records it as ``empty``).
+
+    Raises:
+        MalformedReply: not a completion, no choices, no message, content not text.
+    """
+    if not isinstance(response, dict) and not hasattr(response, "choices"):
+        raise MalformedReply(f"not a chat completion (a {type(response).__name__})")
+    choices = _field(response, "choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedReply("no choices")
+    choice = choices[0]
+    message = _field(choice, "message")
+    if message is None:
+        raise MalformedReply("no message")
+    content = _field(message, "content")
+    if content is not None and not isinstance(content, str):
+        raise MalformedReply(f"content is a {type(content).__name__}, not text")
+    usage = _field(response, "usage")
+    try:
+        counted = Usage(
+            prompt_tokens=int(_field(usage, "prompt_tokens") or 0),
+            completion_tokens=int(_field(usage, "completion_tokens") or 0),
+        )
+    except (TypeError, ValueError):
+        raise MalformedReply("usage is not token counts") from None
     return ChatReply(
-        text=content if isinstance(content, str) else "",
-        finish_reason=str(choice.get("finish_reason") or ""),
-        usage=Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        ),
+        text=content or "",
+        finish_reason=str(_field(choice, "finish_reason") or ""),
+        usage=counted,
     )
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` of a JSON object, else the attribute (litellm's objects); ``None``
+    where there is neither."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _error_text(raw: bytes) -> str:

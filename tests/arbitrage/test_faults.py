@@ -90,7 +90,12 @@ def test_unusable_reply_is_recorded_as_such_and_not_retried(stub, reply, status)
 def test_a_run_through_every_fault_has_no_row_without_a_completion(tmp_path, stub):
     """Teacher beta fails in every way at once; each prompt still ends as a row from alpha
     or as a failure with its reason, and no bad answer reaches the mixture."""
-    faults = [*TRANSIENT.values(), Reply(""), Reply("cut", finish_reason="content_filter")]
+    faults = [
+        *TRANSIENT.values(),
+        Reply("", body={"choices": []}),  # a 200 with no choices (issue 13)
+        Reply(""),
+        Reply("cut", finish_reason="content_filter"),
+    ]
     lock = threading.Lock()
     count = [0]
 

@@ -112,6 +112,17 @@ def test_report_command_prints_tables_and_rewrites_files(run_dir, capsys):
     assert elapsed < 30
 
 
+def test_report_drops_a_last_line_torn_inside_a_multibyte_character(run_dir, capsys):
+    path = run_dir / "outcomes.jsonl"
+    data = path.read_bytes()
+    n = data.count(b"\n")
+    path.write_bytes(data + '{"prompt": {"text": "Привет'.encode()[:-1])  # half of "т"
+    assert main(["report", str(run_dir)]) == 0
+    assert "Wins per language × teacher" in capsys.readouterr().out
+    report = json.loads((run_dir / "report.json").read_text())
+    assert sum(report["statuses"].values()) == n * len(QUALITY)  # the torn row, and only it, gone
+
+
 @pytest.mark.parametrize("kind", ["missing", "not-a-run"])
 def test_report_on_a_bad_directory_is_one_line_and_exit_2(tmp_path, capsys, kind):
     target = tmp_path / "nothing"

@@ -96,6 +96,41 @@ def test_rerun_resumes_without_asking_teachers_again(tmp_path, teachers):
     assert load_from_disk(str(run / "dataset")).to_list() == first
 
 
+def test_rerun_drops_a_last_line_torn_inside_a_cyrillic_character(tmp_path, teachers):
+    config = write_config(tmp_path, teachers.url)
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    lines = (run / "outcomes.jsonl").read_bytes().splitlines()
+    row = json.loads(lines[12])
+    row["candidates"][0]["generation"]["text"] = "Ответ: Волга впадает в Каспийское море."
+    torn = json.dumps(row, ensure_ascii=False).encode("utf-8")
+    cut = torn.index("Волга".encode()) + 1  # inside the two bytes of "В"
+    (run / "outcomes.jsonl").write_bytes(b"\n".join(lines[:12]) + b"\n" + torn[:cut])
+    assert main(["run", str(config)]) == 0
+    outcomes = read_outcomes(run)
+    assert len(outcomes) == 24 and "Волга" not in json.dumps(outcomes, ensure_ascii=False)
+    # the 12 whole rows kept as written, only the torn one redone
+    assert (run / "outcomes.jsonl").read_bytes().startswith(b"\n".join(lines[:12]) + b"\n")
+
+
+@pytest.mark.parametrize("command", ["run", "report", "retry-failed"])
+def test_a_bad_line_before_the_last_is_one_error_naming_file_and_line(
+    tmp_path, teachers, capsys, command
+):
+    config = write_config(tmp_path, teachers.url)
+    assert main(["run", str(config)]) == 0
+    run = tmp_path / "run"
+    lines = (run / "outcomes.jsonl").read_bytes().splitlines(keepends=True)
+    lines[4] = "Ответ".encode()[:3] + b"\n"  # cut inside a character, then more rows
+    (run / "outcomes.jsonl").write_bytes(b"".join(lines))
+    capsys.readouterr()
+    assert main([command, str(config if command == "run" else run)]) != 0
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("arbitrage: error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert f"{run / 'outcomes.jsonl'}:5: corrupt outcome row (not UTF-8" in errors[0]
+
+
 def test_same_out_with_another_config_is_refused(tmp_path, teachers, capsys):
     assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
     other = write_config(tmp_path, teachers.url, seed=2)

@@ -90,7 +90,7 @@ def test_auth_error_is_not_retried(stub_server):
         (Reply("boom", status=500), "InternalServerError", True),
         (Reply("bad gateway", status=502), "BadGatewayError", True),
         (Reply("overloaded", status=503), "ServiceUnavailableError", True),
-        (Reply("", fault="malformed"), "InternalServerError", True),
+        (Reply("", fault="malformed"), "malformed reply", True),
         (Reply("", fault="drop"), "APIConnectionError", True),
         (Reply("bad request", status=400), "BadRequestError", False),
         (Reply("forbidden", status=403), "PermissionDeniedError", False),
@@ -107,6 +107,57 @@ def test_failures_map_to_litellm_exceptions_and_retry_as_litellm_would(
     assert len(stub_server.requests) == (2 if retried else 1)
     if reply.status >= 400 and reply.text:
         assert reply.text in gen.error  # the server's own message is kept
+
+
+MALFORMED = {
+    "no choices": {"choices": []},
+    "choices missing": {"id": "chatcmpl-1", "object": "chat.completion"},
+    "no message": {"choices": [{"index": 0, "finish_reason": "stop"}]},
+    "content not text": {"choices": [{"message": {"role": "assistant", "content": 5}}]},
+    "not an object": [1, 2],
+}
+# What the direct transport names; litellm raises its own InternalServerError for all but
+# an empty list of choices, which it passes on (issue 13: an IndexError in the teacher).
+REASONS = {
+    "no choices": "malformed reply: no choices",
+    "choices missing": "malformed reply: no choices",
+    "no message": "malformed reply: no message",
+    "content not text": "malformed reply: content is a int, not text",
+    "not an object": "malformed reply: not a chat completion (a list)",
+}
+
+
+@pytest.mark.parametrize("transport", ["litellm", "direct"])
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_a_malformed_reply_is_a_failed_candidate_with_its_reason(stub_server, transport, kind):
+    stub_server.set_handler("t", lambda m: Reply("", body=MALFORMED[kind]))
+    t = teacher(stub_server.url, transport, retries=1)
+    gen = generate(t)
+    assert gen.status == "error" and not gen.ok and not gen.text
+    assert len(stub_server.requests) == 2  # retried as a 5xx is, within ``retries``
+    assert t.stats.failed == 1 and t.stats.retries == 1
+    if transport == "direct" or kind == "no choices":
+        assert gen.error == REASONS[kind]
+    else:
+        assert gen.error.startswith("InternalServerError:")
+    assert KEY not in gen.error
+
+
+@pytest.mark.parametrize("transport", ["litellm", "direct"])
+def test_an_empty_list_of_choices_is_retried_and_the_answer_kept(stub_server, transport):
+    stub_server.set_handler("t", Scripted({1: Reply("", body={"choices": []})}, "Hi, team."))
+    t = teacher(stub_server.url, transport, retries=2)
+    gen = generate(t)
+    assert gen.ok and gen.text == "Hi, team."
+    assert len(stub_server.requests) == 2 and t.stats.retries == 1
+
+
+@pytest.mark.parametrize("transport", ["litellm", "direct"])
+def test_null_content_is_an_empty_answer_not_a_failure(stub_server, transport):
+    body = {"choices": [{"message": {"role": "assistant", "content": None}}]}
+    stub_server.set_handler("t", lambda m: Reply("", body=body))
+    gen = generate(teacher(stub_server.url, transport, retries=2))
+    assert gen.status == "empty" and len(stub_server.requests) == 1
 
 
 def test_timeout_is_a_retryable_overload(stub_server):

@@ -229,7 +229,7 @@ def failing(p: Prompt, teacher: str, *, error: bool) -> Candidate:
         prompt_id=p.id,
         teacher=teacher,
         model=teacher,
-        text="" if not error else "",
+        text="",
         finish_reason="stop",
         error="boom" if error else "",
     )
