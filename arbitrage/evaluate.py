@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from arbitrage.errors import DataError
 from arbitrage.records import Outcome, pick_winner
-from routers.base import Router
+from routers.base import Router, escalated
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def replay(
                 _reveal(
                     full,
                     [c.teacher for c in s.candidates] + ask,
-                    s.routed_by if s.routed_by.endswith("+escalate") else s.routed_by + "+escalate",
+                    escalated(s.routed_by),
                     teachers,
                 )
                 if ask

@@ -21,7 +21,7 @@ from arbitrage.errors import (
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from arbitrage.teachers import Teacher
 from reward.base import RewardModel, Score
-from routers.base import Router
+from routers.base import Router, escalated
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -157,11 +157,7 @@ class Arbitrage:
         assigned = {
             p.id: list(dict.fromkeys(r.teachers)) for p, r in zip(batch, routes, strict=True)
         }
-        gens = await self._generate_all(batch, assigned)
-        scores = await self._score(batch, gens)
-        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in batch}
-        for gen, score in zip(gens, scores, strict=True):
-            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+        by_prompt = await self._candidates(batch, await self._generate_all(batch, assigned))
         outcomes = []
         for prompt, route in zip(batch, routes, strict=True):
             cands = tuple(by_prompt[prompt.id])
@@ -185,37 +181,37 @@ class Arbitrage:
             if not picked:
                 break
             prompts = [outcomes[i].prompt for i in picked]
-            # a teacher that already answered is in the route, so it is never a stand-in
-            assigned = {
-                outcomes[i].prompt.id: [c.teacher for c in outcomes[i].candidates]
-                + [t for t in asks[i] if self.teachers[t].available()]
-                for i in picked
-            }
             asked = {
                 outcomes[i].prompt.id: [t for t in asks[i] if self.teachers[t].available()]
                 for i in picked
             }
+            # a teacher that already answered is in the route, so it is never a stand-in
+            assigned = {
+                outcomes[i].prompt.id: [c.teacher for c in outcomes[i].candidates]
+                + asked[outcomes[i].prompt.id]
+                for i in picked
+            }
             new = await self._generate_all(prompts, assigned, only=asked)
-            if self.per_prompt:
-                old = [c.generation for i in picked for c in outcomes[i].candidates]
-                gens = old + new
-            else:
-                gens = new
-            scores = await self._score(prompts, gens)
-            by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in prompts}
-            for gen, score in zip(gens, scores, strict=True):
-                by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+            old = [c.generation for i in picked for c in outcomes[i].candidates]
+            by_prompt = await self._candidates(prompts, old + new if self.per_prompt else new)
             for i in picked:
                 o = outcomes[i]
                 got = tuple(by_prompt[o.prompt.id])
                 cands = got if self.per_prompt else o.candidates + got
-                reason = (
-                    o.routed_by if o.routed_by.endswith("+escalate") else o.routed_by + "+escalate"
-                )
                 outcomes[i] = Outcome(
-                    o.prompt, cands, pick_winner(cands, self.order), routed_by=reason
+                    o.prompt, cands, pick_winner(cands, self.order), escalated(o.routed_by)
                 )
         return outcomes
+
+    async def _candidates(
+        self, prompts: Sequence[Prompt], gens: Sequence[Generation]
+    ) -> dict[str, list[Candidate]]:
+        """``gens`` scored, grouped by prompt id (every prompt has a list, maybe empty)."""
+        scores = await self._score(prompts, gens)
+        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in prompts}
+        for gen, score in zip(gens, scores, strict=True):
+            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
+        return by_prompt
 
     async def _generate_all(
         self,

@@ -29,6 +29,14 @@ from typing import Any, ClassVar
 from arbitrage.errors import RoutingError
 from arbitrage.records import Outcome, Prompt
 
+#: What an escalated outcome's ``routed_by`` ends with (``predicted+escalate``).
+ESCALATED = "+escalate"
+
+
+def escalated(reason: str) -> str:
+    """``reason`` marked as escalated, once however many rounds there were."""
+    return reason if reason.endswith(ESCALATED) else reason + ESCALATED
+
 
 @dataclass(frozen=True)
 class Route:

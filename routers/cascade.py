@@ -32,7 +32,7 @@ from typing import Any
 
 from arbitrage.errors import ConfigError
 from arbitrage.records import Outcome, Prompt
-from routers.base import Route, Router
+from routers.base import ESCALATED, Route, Router
 
 #: The routers built on the cascade, and their default average generations per prompt.
 CASCADES = ("bandit", "content")
@@ -102,6 +102,8 @@ class CascadeRouter(Router):
         self._joint: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._rewards_seen: deque[float] = deque(maxlen=4 * WINDOW)
         self._sorted: Any = None
+        self._fit: tuple[float, Any] | None = None  # (beta, spread), refitted after updates
+        self._order = {t: i for i, t in enumerate(self.teachers)}
         self._lo = math.inf
         self._hi = -math.inf
 
@@ -139,7 +141,7 @@ class CascadeRouter(Router):
         return routes
 
     def _first(self, post: dict[str, tuple[float, float]]) -> str:
-        order = {t: i for i, t in enumerate(self.teachers)}
+        order = self._order
         if self.explore > 0:
             draws = {t: self.rng.gauss(m, self.explore * s) for t, (m, s) in post.items()}
         else:
@@ -148,7 +150,7 @@ class CascadeRouter(Router):
 
     def rank(self, prompt: Prompt) -> list[str]:
         """Teachers by predicted reward for ``prompt``."""
-        order = {t: i for i, t in enumerate(self.teachers)}
+        order = self._order
         post = self.predict([prompt])[0]
         return sorted(self.teachers, key=lambda t: (-post[t][0], order[t]))
 
@@ -178,7 +180,7 @@ class CascadeRouter(Router):
         if predicted is None:
             predicted = {t: m for t, (m, _) in self.predict([outcome.prompt])[0].items()}
             self._predicted[outcome.prompt.id] = predicted
-        order = {t: i for i, t in enumerate(self.teachers)}
+        order = self._order
         if not seen or len(self._pairs) < MIN_PAIRS:
             # nothing to go on yet: the most promising unseen teacher, at unknown value
             best = max(rest, key=lambda t: (predicted[t], -order[t]))
@@ -187,8 +189,7 @@ class CascadeRouter(Router):
 
         best_seen = max(seen.values())
         residual = sum(r - predicted[t] for t, r in seen.items()) / len(seen)
-        beta = self._beta()
-        spread = np.array([b - beta * a for a, b in self._pairs])
+        beta, spread = self._residual_model()
         local = self.neighbours(outcome.prompt)
         gains = {}
         for t in rest:
@@ -254,13 +255,20 @@ class CascadeRouter(Router):
         right = np.searchsorted(self._sorted, values, side="right")
         return (left + right) / (2.0 * n)
 
-    def _beta(self) -> float:
-        """Least-squares slope of one teacher's residual on another's, on the same prompt,
-        shrunk towards 0 by a few pseudo-pairs."""
-        sxx = sum(a * a for a, _ in self._pairs)
-        sxy = sum(a * b for a, b in self._pairs)
-        prior = 4.0 * sxx / max(1, len(self._pairs))
-        return max(0.0, min(1.0, sxy / (sxx + prior))) if sxx > 0 else 0.0
+    def _residual_model(self) -> tuple[float, Any]:
+        """``beta``, the least-squares slope of one teacher's residual on another's on the
+        same prompt (shrunk towards 0 by a few pseudo-pairs), and the conditional residuals
+        ``b - beta * a``: fitted once per update, not once per gain."""
+        if self._fit is None:
+            import numpy as np
+
+            pairs = np.asarray(self._pairs, dtype=np.float64).reshape(-1, 2)
+            sxx = float(pairs[:, 0] @ pairs[:, 0])
+            sxy = float(pairs[:, 0] @ pairs[:, 1])
+            prior = 4.0 * sxx / max(1, len(pairs))
+            beta = max(0.0, min(1.0, sxy / (sxx + prior))) if sxx > 0 else 0.0
+            self._fit = (beta, pairs[:, 1] - beta * pairs[:, 0])
+        return self._fit
 
     def escalate(self, outcomes: Sequence[Outcome]) -> list[Route]:
         found = [self.gain(o) for o in outcomes]
@@ -323,6 +331,7 @@ class CascadeRouter(Router):
                         joint.append((seen[a], seen[b]))
             self._rewards_seen.extend(seen.values())
             self._sorted = None
+            self._fit = None
             self._lo = min(self._lo, *seen.values())
             self._hi = max(self._hi, *seen.values())
             self.observe(outcome.prompt, seen)
@@ -333,7 +342,7 @@ class CascadeRouter(Router):
         self.routed += len(outcomes)
         self.generations += sum(o.n_generations for o in outcomes)
         self.escalations += sum(
-            o.n_generations - 1 for o in outcomes if o.routed_by.endswith("+escalate")
+            o.n_generations - 1 for o in outcomes if o.routed_by.endswith(ESCALATED)
         )
         for outcome in outcomes:
             if outcome.candidates and not outcome.routed_by.startswith("warmup"):
@@ -352,5 +361,5 @@ class CascadeRouter(Router):
             "generations_per_prompt": round(self.generations / self.routed, 3)
             if self.routed
             else 0.0,
-            "residual_slope": round(self._beta(), 3),
+            "residual_slope": round(self._residual_model()[0], 3),
         }

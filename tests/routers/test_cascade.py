@@ -49,6 +49,19 @@ def pool(n: int, seed: int = 0, scale=lambda r: r) -> list[Outcome]:
     return out
 
 
+def learned_from(router) -> list[Outcome]:
+    """Every outcome ``router.update`` is given from now on (what a run writes to disk)."""
+    seen: list[Outcome] = []
+    update = router.update
+
+    def keep(outs):
+        seen.extend(outs)
+        update(outs)
+
+    router.update = keep
+    return seen
+
+
 def routes_of(router, outcomes):
     """Every decision the router makes in a replay: first routes and escalations."""
     log = []
@@ -143,14 +156,7 @@ def test_decisions_do_not_depend_on_the_reward_scale():
 def test_resume_replays_the_state(name):
     outcomes = pool(200, seed=5)
     live = make(name)
-    seen = []
-    update = live.update
-
-    def keep(outs):
-        seen.extend(outs)
-        update(outs)
-
-    live.update = keep
+    seen = learned_from(live)
     replay(live, outcomes[:120])
     resumed = make(name)
     resumed.replay(seen)
@@ -273,14 +279,7 @@ def test_a_second_opinion_that_was_never_generated_is_not_charged():
 def test_resume_restores_the_escalation_threshold():
     outcomes = pool(240, seed=9)
     live = make("bandit", max_generations_per_prompt=1.3)
-    seen = []
-    update = live.update
-
-    def keep(outs):
-        seen.extend(outs)
-        update(outs)
-
-    live.update = keep
+    seen = learned_from(live)
     replay(live, outcomes[:160])
     resumed = make("bandit", max_generations_per_prompt=1.3)
     resumed.replay(seen)
