@@ -10,9 +10,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from arbitrage import __version__
 from arbitrage.errors import ArbitrageError
+from arbitrage.llm import is_local
+
+if TYPE_CHECKING:
+    from arbitrage.config import RunConfig
+    from arbitrage.factories import RunParts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,9 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> tuple[RunConfig, RunParts]:
+    """The config the flags describe, checked (``preflight``), with what checking built."""
     from arbitrage.config import default_config, load_config, parse_config
-    from arbitrage.run import preflight
+    from arbitrage.factories import preflight
 
     config = load_config(args.config) if args.config else default_config()
     data = config.public_dict()
@@ -119,8 +126,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.n_prompts is not None:
         data["pool"]["n_prompts"] = args.n_prompts
     config = parse_config(data)
-    preflight(config)
-    return config
+    return config, preflight(config)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -144,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     from arbitrage.run import arun_config
 
     console = Console(stderr=True)
-    config = _load(args)
+    config, parts = _load(args)
     teachers = ", ".join(f"{t.name}={t.model}" for t in config.teachers)
     # The pool's own line follows once it is built: a prompts file or a writer model
     # decides what it holds, not pool.n_prompts and pool.languages.
@@ -152,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         f"[bold]data-arbitrage[/] teachers: {teachers}, "
         f"reward: {config.reward.kind}, router: {config.router.name}"
     )
-    if any(t.model.startswith("local/") for t in config.teachers):
+    if any(is_local(t.model) for t in config.teachers):
         console.print("local models load on first use (the first run converts them: ~20 s each)")
     progress = Progress(
         SpinnerColumn(),
@@ -172,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress=progress,
                 panel=panel,
                 on_pool=lambda line: console.print(line, markup=False, soft_wrap=True),
+                parts=parts,
             )
             result = asyncio.run(run)
     finally:
@@ -224,8 +231,10 @@ def _report(args: argparse.Namespace) -> int:
         wins_table,
     )
     from arbitrage.report_files import report_run
+    from arbitrage.rundir import load_run
 
-    report, _ = report_run(args.run_dir)
+    config, outcomes = load_run(args.run_dir)
+    report, _ = report_run(args.run_dir, config, outcomes)
     out = Console()
     for table in (wins_table, teachers_table):
         out.print(table(report.summary))
@@ -306,15 +315,14 @@ def _eval_reward(args: argparse.Namespace) -> int:
 def _retry_failed(args: argparse.Namespace) -> int:
     import asyncio
 
-    from arbitrage.engine.retry import aretry_failed
+    from arbitrage.retry_failed import aretry_failed
+    from arbitrage.run import arun_config
 
-    retried, result = asyncio.run(aretry_failed(args.run_dir))
+    retried, result = asyncio.run(aretry_failed(args.run_dir, resume=arun_config))
     if result is None:
         print(f"{args.run_dir}: no failed calls to retry")
         return 0
-    failing = sum(
-        any(c.generation.status == "error" for c in o.candidates) for o in result.outcomes
-    )
+    failing = sum(o.has_failed_call for o in result.outcomes)
     print(f"retried {retried} prompts; {failing} still have a failed call; outputs rebuilt")
     return 0
 

@@ -7,9 +7,7 @@ teachers name the *environment variable* that holds their API key.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +24,8 @@ from pydantic import (
 
 from arbitrage.errors import ConfigError
 from arbitrage.languages import check_code
+from arbitrage.llm import is_local
+from arbitrage.registry import closest_hint
 
 # Model prefixes of the OpenAI-compatible providers that ``transport: direct`` serves.
 DIRECT_PREFIXES = ("openai/", "hosted_vllm/")
@@ -41,12 +41,6 @@ def _yaml_off(value: Any) -> Any:
 
 #: A key whose values include ``off``, written bare in YAML (``mode: off``).
 OffSwitch = BeforeValidator(_yaml_off)
-
-
-def closest_hint(key: str, valid: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest valid key, or ``""``."""
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 class _Strict(BaseModel):
@@ -115,6 +109,9 @@ class TeacherConfig(_Strict):
     ``transport``: ``litellm`` (any provider), or ``direct`` for an OpenAI-compatible
     ``api_base`` with an ``openai/`` or ``hosted_vllm/`` model: one shared aiohttp
     session instead of litellm's per-call work (docs/long-runs.md, "Throughput").
+    ``timeout_s`` bounds one attempt in all (connect, wait, read), on every transport
+    (not the bundled ``local/`` models, which answer in this process);
+    ``max_reply_chars``: a longer answer is a failed call ("reply too long").
     """
 
     name: str = Field(min_length=1)
@@ -127,6 +124,7 @@ class TeacherConfig(_Strict):
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
+    max_reply_chars: int = Field(1_000_000, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
@@ -136,40 +134,62 @@ class TeacherConfig(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or not value.replace("_", "").isalnum()):
-            raise ValueError(
-                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key"
-            )
-        return value
+        return _env_name(value)
 
     @field_validator("transport")
     @classmethod
     def _direct(cls, value: str, info: ValidationInfo) -> str:
-        if value != "direct":
-            return value
-        if not info.data.get("api_base"):
-            raise ValueError(
-                "'direct' needs api_base (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)"
-            )
-        model = str(info.data.get("model", ""))
-        if not model.startswith(DIRECT_PREFIXES):
-            raise ValueError(
-                f"'direct' speaks the OpenAI chat API only: model {model!r} does not start "
-                f"with {' or '.join(DIRECT_PREFIXES)}"
-            )
+        return _direct(value, info)
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and (not value or not value.replace("_", "").isalnum()):
+        raise ValueError(
+            "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key"
+        )
+    return value
+
+
+def _direct(value: str, info: ValidationInfo) -> str:
+    """``transport: direct`` needs an ``api_base`` and an OpenAI-compatible model."""
+    if value != "direct":
         return value
+    if not info.data.get("api_base"):
+        raise ValueError(
+            "'direct' needs api_base (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)"
+        )
+    model = str(info.data.get("model") or "")
+    if not model.startswith(DIRECT_PREFIXES):
+        raise ValueError(
+            f"'direct' speaks the OpenAI chat API only: model {model!r} does not start "
+            f"with {' or '.join(DIRECT_PREFIXES)}"
+        )
+    return value
 
 
 class ScorerConfig(_Strict):
     """One scorer: ``local`` (offline proxy), ``judge`` / ``pairwise`` (LLM via litellm) or
     ``hf`` (a sequence-classification reward model). ``model`` is the judge or reward
-    model; ``api_base`` / ``api_key_env`` reach an LLM judge; ``params`` go to its class."""
+    model; ``api_base`` / ``api_key_env`` reach an LLM judge; ``params`` go to its class.
+
+    An LLM judge's calls go the way a teacher's do: ``transport`` (``litellm`` or
+    ``direct``), ``timeout_s`` for one attempt in all, ``retries`` of rate limits, 5xx,
+    timeouts and dropped connections (``Retry-After`` honoured), ``max_reply_chars``."""
 
     kind: str = "local"
     model: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    transport: Literal["litellm", "direct"] = "litellm"
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(2, ge=0)
+    max_reply_chars: int = Field(1_000_000, ge=1)
+
+    @field_validator("transport")
+    @classmethod
+    def _direct(cls, value: str, info: ValidationInfo) -> str:
+        return _direct(value, info)
 
 
 class MemberConfig(ScorerConfig):
@@ -357,6 +377,9 @@ class RunConfig(_Strict):
     out: str = "out/run"
     seed: int = 0
     batch_size: int = Field(16, ge=1)
+    #: Windows of ``batch_size`` prompts in flight at once; ``auto`` fills the teachers'
+    #: ``max_concurrency`` (``windows_in_flight``). Decides routing, so in the config hash.
+    windows: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     pool: PoolConfig = Field(default_factory=PoolConfig)
     teachers: list[TeacherConfig] = Field(min_length=1)
     reward: RewardConfig = Field(default_factory=RewardConfig)
@@ -368,6 +391,17 @@ class RunConfig(_Strict):
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    def windows_in_flight(self) -> int:
+        """``windows``, or for ``auto`` enough windows that their first answers alone
+        would fill every teacher's ``max_concurrency`` twice over (at most 256); 1 when
+        every teacher is a local model (in-process: they share the CPU, not a server)."""
+        if self.windows != "auto":
+            return self.windows
+        if all(is_local(t.model) for t in self.teachers):
+            return 1
+        slots = sum(t.max_concurrency for t in self.teachers)
+        return max(1, min(256, -(-2 * slots // self.batch_size)))
 
     @model_validator(mode="after")
     def _names(self) -> RunConfig:

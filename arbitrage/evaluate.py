@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from arbitrage import schedule
 from arbitrage.errors import DataError
 from arbitrage.records import Outcome, pick_winner
 from routers.base import Router, escalated
@@ -50,7 +51,7 @@ def fully_scored(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> list[O
     full = [
         o
         for o in outcomes
-        if {c.teacher for c in o.candidates if c.generation.status != "error"} >= set(teachers)
+        if {c.teacher for c in o.candidates if not c.generation.failed} >= set(teachers)
     ]
     if not full:
         raise DataError(
@@ -66,48 +67,71 @@ def _reveal(full: Outcome, teachers: Sequence[str], reason: str, order: list[str
 
 
 def replay(
-    router: Router, outcomes: Sequence[Outcome], *, batch_size: int = 16, name: str | None = None
+    router: Router,
+    outcomes: Sequence[Outcome],
+    *,
+    batch_size: int = 16,
+    windows: int = 1,
+    name: str | None = None,
 ) -> Replay:
     """Route ``outcomes``' prompts with ``router``, revealing only the chosen answers.
 
-    As in a run: a batch is routed, its answers revealed, then the router may escalate
-    (ask more teachers, round after round) before it learns from the batch."""
+    In a run's order (``arbitrage.schedule``): windows of ``batch_size`` prompts,
+    ``windows`` of them in flight, each routed, escalated round after round and learned
+    from exactly when a run of the same settings does it."""
     teachers = router.teachers
     best_single = max(teachers, key=lambda t: sum(_value(o, [t]) for o in outcomes))
+    batches = [outcomes[i : i + batch_size] for i in range(0, len(outcomes), batch_size)]
+    rounds = len(teachers) - 1 if router.escalates() else 0
+    seen: dict[int, list[Outcome]] = {}
+    pending: dict[int, tuple[int, list[list[str]]]] = {}  # window -> (round, whom to ask)
     total = wins = regret = cost = 0.0
     generations = 0
-    for start in range(0, len(outcomes), batch_size):
-        batch = outcomes[start : start + batch_size]
-        prompts = [o.prompt for o in batch]
-        routes = router.check(router.route(prompts), prompts)
-        seen = [
-            _reveal(o, r.teachers, r.reason, teachers) for o, r in zip(batch, routes, strict=True)
-        ]
-        for _ in range(len(teachers) - 1):
-            asks = router.escalate_checked(seen)
-            if not any(asks):
+    for event in schedule.events(windows, rounds):
+        k = event.window
+        if k >= len(batches):
+            if event.kind == "commit":
                 break
-            seen = [
-                _reveal(
-                    full,
-                    [c.teacher for c in s.candidates] + ask,
-                    escalated(s.routed_by),
-                    teachers,
-                )
-                if ask
-                else s
-                for full, s, ask in zip(batch, seen, asks, strict=True)
+            continue
+        if event.kind == "route":
+            prompts = [o.prompt for o in batches[k]]
+            routes = router.check(router.route(prompts), prompts)
+            seen[k] = [
+                _reveal(o, r.teachers, r.reason, teachers)
+                for o, r in zip(batches[k], routes, strict=True)
             ]
-        for outcome, shown in zip(batch, seen, strict=True):
-            chosen = [c.teacher for c in shown.candidates]
-            value = _value(outcome, chosen)
-            single = _value(outcome, [best_single])
-            total += value
-            wins += 1.0 if value > single else 0.5 if value == single else 0.0
-            regret += _value(outcome, teachers) - value
-            generations += len(shown.candidates)
-            cost += sum(c.generation.cost_usd for c in shown.candidates)
-        router.update(seen)
+        elif event.kind == "settle":
+            if event.round > 0:
+                if pending.get(k, (None,))[0] != event.round:
+                    continue  # nothing was asked in this round
+                ask_of = pending.pop(k)[1]
+                seen[k] = [
+                    _reveal(
+                        full,
+                        [c.teacher for c in s.candidates] + ask,
+                        escalated(s.routed_by),
+                        teachers,
+                    )
+                    if ask
+                    else s
+                    for full, s, ask in zip(batches[k], seen[k], ask_of, strict=True)
+                ]
+            if event.round < rounds:
+                wanted = router.escalate_checked(seen[k])
+                if any(wanted):
+                    pending[k] = (event.round + 1, wanted)
+        else:
+            shown_all = seen.pop(k)
+            for outcome, shown in zip(batches[k], shown_all, strict=True):
+                chosen = [c.teacher for c in shown.candidates]
+                value = _value(outcome, chosen)
+                single = _value(outcome, [best_single])
+                total += value
+                wins += 1.0 if value > single else 0.5 if value == single else 0.0
+                regret += _value(outcome, teachers) - value
+                generations += len(shown.candidates)
+                cost += sum(c.generation.cost_usd for c in shown.candidates)
+            router.update(shown_all)
     n = len(outcomes)
     return Replay(
         router=name or router.name,

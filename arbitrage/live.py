@@ -1,4 +1,5 @@
-"""The live panel of ``arbitrage run``: one row per teacher, redrawn while calls run.
+"""The live panel of ``arbitrage run``: one row per teacher (or judge), redrawn while
+calls run.
 
     teacher  circuit  flight  req/s  tokens  cached  retry  429  err  moved  $
 
@@ -6,8 +7,9 @@
 calls that met an open circuit and went to another teacher.
 
 ``req/s`` is measured over the last few seconds, not since the start, so a teacher
-that slows down shows it at once. The panel reads the teachers' counters; it never
-touches a call.
+that slows down shows it at once. The panel reads the callers' counters; it never
+touches a call. Anything that calls through ``engine/client.py`` can be shown: a
+``Teacher``, an ``LLMJudge`` (``Caller``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,33 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich.table import Table
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
-    from arbitrage.teachers import Teacher
+    from arbitrage.engine.breaker import CircuitBreaker
+    from arbitrage.engine.client import CallStats
+    from arbitrage.engine.limits import TeacherLimits
+
+
+class Caller(Protocol):
+    """What the panel reads of a teacher or a judge."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stats(self) -> CallStats: ...
+
+    @property
+    def limits(self) -> TeacherLimits: ...
+
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
 
 WINDOW_S = 5.0
 COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
@@ -57,19 +78,20 @@ class TeacherPanel:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.teachers: list[Teacher] = []
+        self.teachers: list[Caller] = []
         self._clock = clock
-        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self._samples: dict[int, deque[tuple[float, int]]] = {}
 
-    def attach(self, teachers: Sequence[Teacher]) -> None:
-        """Show these teachers (a run calls this once it has built them)."""
+    def attach(self, teachers: Sequence[Caller]) -> None:
+        """Show these teachers, and judges if given (a run calls this once it has built
+        them)."""
         self.teachers = list(teachers)
-        self._samples = {t.name: deque() for t in self.teachers}
+        self._samples = {id(t): deque() for t in self.teachers}
 
-    def rate(self, teacher: Teacher) -> float:
+    def rate(self, teacher: Caller) -> float:
         """Requests per second sent by ``teacher`` over the last ``WINDOW_S`` seconds."""
         now = self._clock()
-        samples = self._samples.setdefault(teacher.name, deque())
+        samples = self._samples.setdefault(id(teacher), deque())
         samples.append((now, teacher.stats.requests))
         while len(samples) > 2 and now - samples[1][0] >= WINDOW_S:
             samples.popleft()

@@ -1,16 +1,26 @@
-"""The arbitrage loop: route a batch → generate → score → pick winners → let the router learn.
+"""The arbitrage loop: prompts stream through routing, generation, scoring and learning.
 
-``Arbitrage.arun`` is the one implementation; ``Arbitrage.run`` is its sync edge.
+``Arbitrage.astream`` is the one implementation; ``arun`` collects it and ``run`` is
+its sync edge.
+
+Prompts are taken in *windows* of ``batch_size`` (the learning unit), and ``windows``
+of them are in flight at once, so the teachers stay busy while the slowest call of a
+window is still out; each prompt is scored by the reward as soon as its answers land.
+Every decision (routing, escalation, the reward's running statistics, learning) is
+taken in the fixed order of ``arbitrage.schedule``, so the same config gives the same
+mixture whatever the latencies, on any engine. With ``windows: 1`` this is the
+one-batch-at-a-time loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from arbitrage import schedule
 from arbitrage.errors import (
     ArbitrageError,
     ConfigError,
@@ -19,14 +29,16 @@ from arbitrage.errors import (
     TeacherUnavailable,
 )
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
-from arbitrage.teachers import Teacher
-from reward.base import RewardModel, Score
+from reward.base import RewardModel, RewardWrapper, Score
 from routers.base import Router, escalated
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from rich.progress import Progress
 
+    from arbitrage.teachers import Teacher
+
+T = TypeVar("T")
 OutcomeSink = Callable[[Sequence[Outcome]], None]
 
 
@@ -53,6 +65,33 @@ class RunResult:
         return summarise(self.outcomes, self.teachers)
 
 
+class _Stopped(Exception):
+    """Raised in a window when the run is stopping: no new call is started."""
+
+
+@dataclass
+class _Slot:
+    """One prompt of a window: whom it asked (rerouting edits this) and what it has."""
+
+    prompt: Prompt
+    route: list[str]
+    reason: str
+    candidates: tuple[Candidate, ...] = ()
+
+
+@dataclass
+class _Window:
+    """A window in flight: its prompts, and each round's answers (raw-scored) to come."""
+
+    index: int
+    slots: list[_Slot]
+    rounds: dict[int, asyncio.Task[dict[int, list[tuple[Generation, Score]]]]] = field(
+        default_factory=dict
+    )
+    outcomes: list[Outcome] = field(default_factory=list)
+    escalating: bool = True
+
+
 class Arbitrage:
     """Route prompts to teachers, score the answers, keep the best.
 
@@ -60,7 +99,9 @@ class Arbitrage:
         teachers: The teachers (names must be unique).
         reward: Scores each (prompt, completion).
         router: Chooses teachers per prompt; default: reward routing (every teacher).
-        batch_size: Prompts routed together; learning routers update between batches.
+        batch_size: Prompts routed together; learning routers update between windows.
+        windows: Windows of ``batch_size`` prompts in flight at once (see the module
+            docstring); part of what decides routing, so part of a run's config.
         progress: A rich ``Progress`` to report on, or ``None`` for silence.
     """
 
@@ -71,6 +112,7 @@ class Arbitrage:
         router: Router | None = None,
         *,
         batch_size: int = 16,
+        windows: int = 1,
         progress: Progress | None = None,
     ) -> None:
         names = [t.name for t in teachers]
@@ -80,6 +122,8 @@ class Arbitrage:
             raise ConfigError(f"teacher names must be unique, got {names}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1 (got {batch_size})")
+        if windows < 1:
+            raise ConfigError(f"windows must be >= 1 (got {windows})")
         if router is None:
             from routers.reward import RewardRouter
 
@@ -95,7 +139,12 @@ class Arbitrage:
         self.per_prompt = any(part.per_prompt for part in reward.parts())
         self.router = router
         self.batch_size = batch_size
+        self.windows = windows
         self.progress = progress
+        self._scorer, self._steps = _unwrap(reward)
+        self._calls: set[asyncio.Future[Any]] = set()
+        self._stopping = False
+        self._model_lock: asyncio.Lock | None = None
 
     def run(self, prompts: Sequence[Prompt], **kwargs: Any) -> RunResult:
         """Synchronous ``arun`` (do not call from inside a running event loop)."""
@@ -108,150 +157,272 @@ class Arbitrage:
         done: Sequence[Outcome] = (),
         on_outcomes: OutcomeSink | None = None,
     ) -> RunResult:
-        """Run the loop over ``prompts``.
+        """Run the loop over ``prompts`` and collect the outcomes in pool order.
 
         Args:
             prompts: The pool, in order.
             done: Outcomes of an earlier, interrupted run of the same pool: their
-                prompts are not requested again and the router relearns from them.
-            on_outcomes: Called with each finished batch (e.g. to append to disk),
-                so an interruption loses at most the batch in flight.
+                prompts are not requested again and the router and the reward relearn
+                from them.
+            on_outcomes: Called with each committed window (e.g. to append to disk),
+                so an interruption loses at most the windows in flight.
         """
-        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         finished = {o.prompt.id: o for o in done}
-        if finished:
-            self.router.replay(list(finished.values()))
-        # As read: a repeated prompt counted as often as it was scored.
-        self.reward.replay(done)
-        todo = [p for p in prompts if p.id not in finished]
-        bar = self._bar("prompts", len(prompts), completed=len(prompts) - len(todo))
-        for i in range(0, len(todo), self.batch_size):
-            batch = todo[i : i + self.batch_size]
-            outcomes = await self._run_batch(batch)
-            self.router.update(outcomes)
-            for outcome in outcomes:
-                finished[outcome.prompt.id] = outcome
-            if on_outcomes is not None:
-                on_outcomes(outcomes)
-            if bar is not None and self.progress is not None:
-                self.progress.advance(bar, len(batch))
-        ordered = [finished[p.id] for p in prompts if p.id in finished]
+        self.resume(done)
+        bar = self._bar(len(prompts), len(prompts) - sum(p.id not in finished for p in prompts))
+        async with aclosing(self.astream(prompts, skip=frozenset(finished))) as stream:
+            async for outcomes in stream:
+                for outcome in outcomes:
+                    finished[outcome.prompt.id] = outcome
+                if on_outcomes is not None:
+                    on_outcomes(outcomes)
+                if bar is not None and self.progress is not None:
+                    self.progress.advance(bar, len(outcomes))
         return RunResult(
-            outcomes=ordered,
+            outcomes=[finished[p.id] for p in prompts if p.id in finished],
             teachers=self.order,
             router=self.router.name,
             router_state=self.router.state(),
-            elapsed_s=time.perf_counter() - start,
+            elapsed_s=loop.time() - start,
         )
 
-    def _bar(self, what: str, total: int, completed: int = 0) -> Any:
+    def resume(self, done: Sequence[Outcome]) -> None:
+        """Let the router and the reward relearn an interrupted run's outcomes (as read:
+        a repeated prompt counted as often as it was scored)."""
+        if done:
+            self.router.replay(list({o.prompt.id: o for o in done}.values()))
+        self.reward.replay(done)
+
+    async def astream(
+        self,
+        prompts: Iterable[Prompt] | AsyncIterable[Prompt],
+        *,
+        skip: Collection[str] = frozenset(),
+    ) -> AsyncIterator[list[Outcome]]:
+        """Every window's outcomes, in pool order, as each is committed.
+
+        ``skip``: ids of prompts finished before (``resume`` relearns them); a prompt
+        the pool repeats is asked again unless its id is in ``skip``.
+
+        A budget stop or "every teacher down" lets the calls in flight land (they are
+        paid for, and cached), hands on every window committed before it, and raises.
+        """
+        self._stopping = False
+        self._model_lock = asyncio.Lock()
+        rounds = len(self.order) - 1 if self.router.escalates() else 0
+        source = _windows(prompts, skip, self.batch_size)
+        flight: dict[int, _Window] = {}
+        end: int | None = None  # the number of windows, once the source has run out
+        try:
+            for event in schedule.events(self.windows, rounds):
+                k = event.window
+                if event.kind == "route":
+                    if end is None and not self._failed(flight.values()):
+                        batch = await anext(source, None)
+                        if batch is None:
+                            end = k
+                        else:
+                            flight[k] = self._start(k, batch)
+                    elif end is None:
+                        end = k
+                elif k in flight and event.kind == "settle":
+                    await self._settle(flight[k], event.round, rounds)
+                elif k in flight:  # commit
+                    window = flight.pop(k)
+                    self.router.update(window.outcomes)
+                    yield window.outcomes
+                if end is not None and not flight:
+                    return
+        except ArbitrageError:
+            await self._drain(flight.values())
+            raise
+        finally:
+            for window in flight.values():
+                for task in window.rounds.values():
+                    task.cancel()
+            for call in list(self._calls):
+                call.cancel()
+
+    def _failed(self, flight: Iterable[_Window]) -> bool:
+        """A round in flight failed (budget, no teacher): route no more."""
+        return any(
+            task.done() and not task.cancelled() and task.exception() is not None
+            for w in flight
+            for task in w.rounds.values()
+        )
+
+    async def _drain(self, flight: Iterable[_Window]) -> None:
+        """Start no call; let those in flight land; end the rounds."""
+        self._stopping = True
+        while self._calls:
+            await asyncio.wait(set(self._calls))
+        tasks = [task for w in flight for task in w.rounds.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _bar(self, total: int, completed: int = 0) -> Any:
         if self.progress is None:
             return None
-        return self.progress.add_task(what, total=total, completed=completed)
+        return self.progress.add_task("prompts", total=total, completed=completed)
 
-    async def _run_batch(self, batch: Sequence[Prompt]) -> list[Outcome]:
+    def _start(self, index: int, prompts: list[Prompt]) -> _Window:
+        """Route a window and send its first calls."""
         up = [name for name in self.order if self.teachers[name].available()]
         if not up:
             raise NoTeacherAvailable(self._all_down())
-        routes = self.router.route_available(batch, up)
-        assigned = {
-            p.id: list(dict.fromkeys(r.teachers)) for p, r in zip(batch, routes, strict=True)
+        routes = self.router.route_available(prompts, up)
+        slots = [
+            _Slot(p, list(dict.fromkeys(r.teachers)), r.reason)
+            for p, r in zip(prompts, routes, strict=True)
+        ]
+        window = _Window(index, slots)
+        asked = {i: list(s.route) for i, s in enumerate(slots)}
+        window.rounds[0] = asyncio.ensure_future(self._round(slots, asked))
+        return window
+
+    async def _settle(self, window: _Window, round_: int, rounds: int) -> None:
+        """Round ``round_`` of ``window``: its final scores, then whom to ask next
+        (a teacher that already answered is never asked again). A reward whose scores
+        depend on the other answers (``per_prompt``) rescores the prompt's whole
+        candidate set; any other scores only the new answers."""
+        task = window.rounds.pop(round_, None)
+        if task is None:
+            return
+        got = await task
+        await self._adjust(window.slots, got, rescored=round_ > 0 and self.per_prompt)
+        for i in got:
+            slot = window.slots[i]
+            reason = escalated(slot.reason) if round_ > 0 else slot.reason
+            if round_ == 0:
+                window.outcomes.append(self._outcome(slot, reason))
+            else:
+                window.outcomes[i] = self._outcome(slot, reason)
+                slot.reason = reason
+        if round_ == rounds:
+            return
+        asks = self.router.escalate_checked(window.outcomes)
+        asked = {
+            i: [t for t in teachers if self.teachers[t].available()]
+            for i, teachers in enumerate(asks)
         }
-        by_prompt = await self._candidates(batch, await self._generate_all(batch, assigned))
-        outcomes = []
-        for prompt, route in zip(batch, routes, strict=True):
-            cands = tuple(by_prompt[prompt.id])
-            outcomes.append(
-                Outcome(prompt, cands, pick_winner(cands, self.order), routed_by=route.reason)
+        asked = {i: teachers for i, teachers in asked.items() if teachers}
+        if not asked:
+            return
+        for i, teachers in asked.items():
+            # a teacher that already answered is in the route, so never a stand-in
+            window.slots[i].route = [c.teacher for c in window.slots[i].candidates] + teachers
+        window.rounds[round_ + 1] = asyncio.ensure_future(self._round(window.slots, asked))
+
+    def _outcome(self, slot: _Slot, reason: str | None = None) -> Outcome:
+        winner = pick_winner(slot.candidates, self.order)
+        return Outcome(slot.prompt, slot.candidates, winner, routed_by=reason or slot.reason)
+
+    async def _round(
+        self, slots: list[_Slot], asked: dict[int, list[str]]
+    ) -> dict[int, list[tuple[Generation, Score]]]:
+        """The answers of one round (``asked``: slot → teachers), each raw-scored by the
+        innermost reward: a prompt at a time as its last answer lands, or, for a model
+        that batches, the round at once (as the model would batch it in one process)."""
+        gens = dict(
+            zip(
+                asked,
+                await _gather(self._answers(slots[i], teachers) for i, teachers in asked.items()),
+                strict=True,
             )
-        return await self._escalate(outcomes)
+        )
+        if self.per_prompt:
+            gens = {i: [c.generation for c in slots[i].candidates] + g for i, g in gens.items()}
+        if _batched(self._scorer):
+            flat = [(slots[i].prompt, g) for i, gs in gens.items() for g in gs]
+            assert self._model_lock is not None
+            async with self._model_lock:
+                scores = iter(await self._track(self._raw(flat)))
+            return {i: [(g, next(scores)) for g in gs] for i, gs in gens.items()}
+        scored = await _gather(
+            self._track(self._raw([(slots[i].prompt, g) for g in gs])) for i, gs in gens.items()
+        )
+        return {i: list(zip(gens[i], s, strict=True)) for i, s in zip(gens, scored, strict=True)}
 
-    async def _escalate(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Ask the router for second opinions until it wants none (at most N - 1 rounds).
+    async def _answers(self, slot: _Slot, teachers: list[str]) -> list[Generation]:
+        got = await _gather(self._track(self._generate(slot, t)) for t in teachers)
+        return [g for g in got if g is not None]
 
-        A reward whose scores depend on the other answers (``per_prompt``) rescores the
-        prompt's whole candidate set; any other scores only the new answers."""
-        for _ in range(len(self.order) - 1):
-            asks = self.router.escalate_checked(outcomes)
-            picked = [
-                i
-                for i, teachers in enumerate(asks)
-                if any(self.teachers[t].available() for t in teachers)
-            ]
-            if not picked:
-                break
-            prompts = [outcomes[i].prompt for i in picked]
-            asked = {
-                outcomes[i].prompt.id: [t for t in asks[i] if self.teachers[t].available()]
-                for i in picked
-            }
-            # a teacher that already answered is in the route, so it is never a stand-in
-            assigned = {
-                outcomes[i].prompt.id: [c.teacher for c in outcomes[i].candidates]
-                + asked[outcomes[i].prompt.id]
-                for i in picked
-            }
-            new = await self._generate_all(prompts, assigned, only=asked)
-            old = [c.generation for i in picked for c in outcomes[i].candidates]
-            by_prompt = await self._candidates(prompts, old + new if self.per_prompt else new)
-            for i in picked:
-                o = outcomes[i]
-                got = tuple(by_prompt[o.prompt.id])
-                cands = got if self.per_prompt else o.candidates + got
-                outcomes[i] = Outcome(
-                    o.prompt, cands, pick_winner(cands, self.order), escalated(o.routed_by)
-                )
-        return outcomes
+    async def _track(self, coro: Any) -> Any:
+        """Await ``coro`` as a call the run waits for when it stops (it may be paid for)."""
+        if self._stopping:
+            coro.close()
+            raise _Stopped
+        task = asyncio.ensure_future(coro)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        return await task
 
-    async def _candidates(
-        self, prompts: Sequence[Prompt], gens: Sequence[Generation]
-    ) -> dict[str, list[Candidate]]:
-        """``gens`` scored, grouped by prompt id (every prompt has a list, maybe empty)."""
-        scores = await self._score(prompts, gens)
-        by_prompt: dict[str, list[Candidate]] = {p.id: [] for p in prompts}
-        for gen, score in zip(gens, scores, strict=True):
-            by_prompt[gen.prompt_id].append(Candidate(gen, score.value, score.details))
-        return by_prompt
-
-    async def _generate_all(
+    async def _adjust(
         self,
-        prompts: Sequence[Prompt],
-        assigned: dict[str, list[str]],
+        slots: list[_Slot],
+        got: dict[int, list[tuple[Generation, Score]]],
         *,
-        only: dict[str, list[str]] | None = None,
-    ) -> list[Generation]:
-        """Every (prompt, teacher) answer of a round (``only``: the teachers to ask, when
-        ``assigned`` also lists those that already answered)."""
-        asked = only if only is not None else assigned
-        jobs = [(p, t) for p in prompts for t in list(asked[p.id])]
-        gen_bar = self._bar("  generating", len(jobs))
+        rescored: bool,
+    ) -> None:
+        """Run the reward's adjusting steps (running statistics: one window at a time,
+        in order) over a round's raw scores and add the candidates to their slots."""
+        flat = [(slots[i].prompt, g, s) for i, pairs in got.items() for g, s in pairs]
+        ok = [k for k, (_, g, _) in enumerate(flat) if g.ok]
+        scores = [Score(None) for _ in flat]
+        if ok:
+            pairs = [(flat[k][0], flat[k][1].text) for k in ok]
+            adjusted = [flat[k][2] for k in ok]
+            for step in self._steps:
+                adjusted = await self._guard(step.adjust(pairs, adjusted), len(pairs))
+            for k, score in zip(ok, adjusted, strict=True):
+                scores[k] = score
+        it = iter(scores)
+        for i, answers in got.items():
+            new = tuple(
+                Candidate(g, score.value, score.details)
+                for (g, _), score in zip(answers, [next(it) for _ in answers], strict=True)
+            )
+            slots[i].candidates = new if rescored else slots[i].candidates + new
 
-        async def generate(prompt: Prompt, teacher: str) -> Generation | None:
-            gen = await self._generate(prompt, teacher, assigned[prompt.id])
-            if gen_bar is not None and self.progress is not None:
-                self.progress.advance(gen_bar)
-            return gen
+    async def _raw(self, pairs: Sequence[tuple[Prompt, Generation]]) -> list[Score]:
+        """The innermost reward's scores (``Score(None)`` for an answer not worth scoring)."""
+        ok = [k for k, (_, g) in enumerate(pairs) if g.ok]
+        scores = [Score(None) for _ in pairs]
+        if ok:
+            got = await self._guard(
+                self._scorer.ascore_batch([(pairs[k][0], pairs[k][1].text) for k in ok]), len(ok)
+            )
+            for k, score in zip(ok, got, strict=True):
+                scores[k] = score
+        return scores
 
-        tasks = [asyncio.ensure_future(generate(p, t)) for p, t in jobs]
+    async def _guard(self, coro: Any, n: int) -> list[Score]:
         try:
-            answered = await asyncio.gather(*tasks)
+            got = list(await coro)
         except ArbitrageError:
-            # Budget reached or every teacher down: the calls in flight are paid for, so
-            # let them land in the cache (calls not yet sent fail fast) before stopping.
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        if gen_bar is not None and self.progress is not None:
-            self.progress.remove_task(gen_bar)
-        return [g for g in answered if g is not None]
+            raise  # a budget stop or a config error says what it is
+        except Exception as exc:
+            raise RewardError(
+                f"reward {self.reward.describe()} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(got) != n:
+            raise RewardError(
+                f"reward {self.reward.describe()} returned {len(got)} scores for {n} answers"
+            )
+        return got
 
-    async def _generate(self, prompt: Prompt, teacher: str, route: list[str]) -> Generation | None:
+    async def _generate(self, slot: _Slot, teacher: str) -> Generation | None:
         """One teacher's answer. A teacher whose circuit is open is dropped from the route
         if another of its teachers is up, else replaced by the router's best-ranked
         teacher that is up."""
+        route = slot.route
         while True:
             if self.teachers[teacher].available():
                 try:
-                    return await self.teachers[teacher].agenerate(prompt)
+                    return await self.teachers[teacher].agenerate(slot.prompt)
                 except TeacherUnavailable:
                     pass
             self.teachers[teacher].stats.rerouted += 1
@@ -261,7 +432,7 @@ class Arbitrage:
             spare = next(
                 (
                     t
-                    for t in self.router.rank(prompt)
+                    for t in self.router.rank(slot.prompt)
                     if t not in route and self.teachers[t].available()
                 ),
                 None,
@@ -278,30 +449,47 @@ class Arbitrage:
             "rerun the same command later to resume"
         )
 
-    async def _score(self, batch: Sequence[Prompt], gens: Sequence[Generation]) -> list[Score]:
-        prompts = {p.id: p for p in batch}
-        todo = [i for i, g in enumerate(gens) if g.ok]
-        scores = [Score(None) for _ in gens]
-        if not todo:
-            return scores
-        score_bar = self._bar("  scoring", len(todo))
-        try:
-            got = await self.reward.ascore_batch(
-                [(prompts[gens[i].prompt_id], gens[i].text) for i in todo]
-            )
-        except ArbitrageError:
-            raise  # a budget stop or a config error says what it is
-        except Exception as exc:
-            raise RewardError(
-                f"reward {self.reward.describe()} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if len(got) != len(todo):
-            raise RewardError(
-                f"reward {self.reward.describe()} returned {len(got)} scores "
-                f"for {len(todo)} answers"
-            )
-        for i, score in zip(todo, got, strict=True):
-            scores[i] = score
-        if score_bar is not None and self.progress is not None:
-            self.progress.remove_task(score_bar)
-        return scores
+
+def _unwrap(reward: RewardModel) -> tuple[RewardModel, list[RewardWrapper]]:
+    """The reward's innermost scorer and its adjusting steps, innermost first. A wrapper
+    that scores in its own way (overrides ``ascore_batch``) counts as a scorer."""
+    steps: list[RewardWrapper] = []
+    while (
+        isinstance(reward, RewardWrapper)
+        and type(reward).ascore_batch is RewardWrapper.ascore_batch
+    ):
+        steps.append(reward)
+        reward = reward.inner
+    return reward, steps[::-1]
+
+
+def _batched(scorer: RewardModel) -> bool:
+    return bool(getattr(scorer, "batched", False))
+
+
+async def _gather(aws: Iterable[Any]) -> list[Any]:
+    """``asyncio.gather`` whose siblings keep running when one fails (the run drains
+    them: they may be paid for)."""
+    return list(await asyncio.gather(*aws))
+
+
+async def _windows(
+    prompts: Iterable[Prompt] | AsyncIterable[Prompt], skip: Collection[str], size: int
+) -> AsyncIterator[list[Prompt]]:
+    batch: list[Prompt] = []
+    if isinstance(prompts, AsyncIterable):
+        async for prompt in prompts:
+            if prompt.id not in skip:
+                batch.append(prompt)
+                if len(batch) == size:
+                    yield batch
+                    batch = []
+    else:
+        for prompt in prompts:
+            if prompt.id not in skip:
+                batch.append(prompt)
+                if len(batch) == size:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch

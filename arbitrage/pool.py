@@ -113,17 +113,25 @@ def _prompt(slot: Slot, text: str, writer: str, seed: int) -> Prompt:
     )
 
 
+#: The reply length of a writer call unless ``pool.writer_max_tokens`` says otherwise.
+WRITER_MAX_TOKENS = 160
+
+
 async def awrite(
-    slots: Sequence[Slot], writer: Teacher | None = None, seed: int = 0
+    slots: Sequence[Slot],
+    writer: Teacher | None = None,
+    seed: int = 0,
+    *,
+    max_tokens: int = WRITER_MAX_TOKENS,
 ) -> list[Prompt]:
     """Turn slots into prompts, with a writer model or (``writer=None``) from templates.
 
-    A writer call that fails or returns nothing falls back to the template, and the
-    prompt's ``meta["writer"]`` says so.
+    ``max_tokens`` bounds each writer reply (``pool.writer_max_tokens``). A writer call
+    that fails or returns nothing falls back to the template, and the prompt's
+    ``meta["writer"]`` says so.
     """
     if writer is None:
         return [_prompt(s, template_text(s), "template", seed) for s in slots]
-    max_tokens = 160
     gens = await asyncio.gather(
         *(writer.acomplete(writer_messages(s), max_tokens=max_tokens) for s in slots)
     )

@@ -39,7 +39,7 @@ def build_pairs(
         if outcome.prompt.id in filtered:
             dropped[filtered[outcome.prompt.id]] += 1
             continue
-        scored = [c for c in outcome.candidates if c.reward is not None and c.generation.ok]
+        scored = [c for c in outcome.candidates if c.scored]
         if len(scored) < 2:
             dropped["single_answer"] += 1
             continue

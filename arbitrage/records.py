@@ -9,15 +9,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from arbitrage.errors import DataError
 
 T = TypeVar("T", bound="_Record")
 R = TypeVar("R")
+_TAIL_CHUNK = 1 << 16  # bytes read at a time, from the end, to find a file's last line
 
 
 class _Record:
@@ -120,6 +122,12 @@ class Generation(_Record):
         return self.status == "ok"
 
     @property
+    def failed(self) -> bool:
+        """The call failed (``status == "error"``): it says nothing about the teacher's
+        answers, and ``retry-failed`` asks again."""
+        return bool(self.error)
+
+    @property
     def status(self) -> str:
         """``ok``, ``error``, ``filtered`` (the provider's content filter cut it),
         ``empty`` or ``truncated``."""
@@ -152,6 +160,12 @@ class Candidate(_Record):
     @property
     def teacher(self) -> str:
         return self.generation.teacher
+
+    @property
+    def scored(self) -> bool:
+        """A complete answer (``Generation.ok``) with a reward: the only kind of candidate
+        that can win, be compared with another or teach a router its reward."""
+        return self.reward is not None and self.generation.ok
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
@@ -186,6 +200,11 @@ class Outcome(_Record):
     def n_generations(self) -> int:
         return len(self.candidates)
 
+    @property
+    def has_failed_call(self) -> bool:
+        """A candidate's call failed (``Generation.failed``)."""
+        return any(c.generation.failed for c in self.candidates)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
         return cls(
@@ -198,7 +217,7 @@ class Outcome(_Record):
 
 def pick_winner(candidates: tuple[Candidate, ...], teacher_order: list[str]) -> str | None:
     """The teacher of the best scored candidate; ties broken by ``teacher_order``."""
-    scored = [c for c in candidates if c.reward is not None and c.generation.ok]
+    scored = [c for c in candidates if c.scored]
     if not scored:
         return None
     rank = {name: i for i, name in enumerate(teacher_order)}
@@ -229,7 +248,7 @@ def read_jsonl(path: str | Path, parse: Callable[[Any], R], what: str) -> Iterat
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw.decode("utf-8"))
+                data = _decode(raw)
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
                 if not raw.endswith(b"\n"):  # only the last line can end without one
                     return
@@ -238,6 +257,44 @@ def read_jsonl(path: str | Path, parse: Callable[[Any], R], what: str) -> Iterat
                 yield parse(data)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise DataError(f"{path}:{n}: corrupt {what} row ({_reason(exc)})") from None
+
+
+def end_whole_line(path: str | Path) -> None:
+    """Before rows are appended to a JSONL file, make it end with a whole line, as
+    ``read_jsonl`` read it: a torn last line is cut off (the file truncated in place,
+    every byte before it untouched) and a whole row that lacks only its newline gets
+    one. Reads the file's tail only, however long the file."""
+    with Path(path).open("rb+") as fh:
+        start = _last_line_start(fh, fh.seek(0, os.SEEK_END))
+        fh.seek(start)
+        tail = fh.read()
+        if not tail or tail.endswith(b"\n"):
+            return
+        try:
+            _decode(tail)
+        except ValueError:  # torn: read_jsonl drops it
+            fh.truncate(start)
+        else:  # read_jsonl reads it: keep it
+            fh.write(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _last_line_start(fh: BinaryIO, end: int) -> int:
+    """The offset after the last newline before ``end`` (0 if there is none)."""
+    pos = end
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        fh.seek(pos - step)
+        newline = fh.read(step).rfind(b"\n")
+        if newline >= 0:
+            return pos - step + newline + 1
+        pos -= step
+    return 0
+
+
+def _decode(raw: bytes) -> Any:
+    return json.loads(raw.decode("utf-8"))
 
 
 def _reason(exc: Exception) -> str:

@@ -144,7 +144,7 @@ def win_cells(outcomes: Sequence[Outcome], by: str = "language") -> dict[str, di
     """
     cells: defaultdict[str, dict[str, list[int]]] = defaultdict(dict)
     for outcome in outcomes:
-        scored = [c for c in outcome.candidates if c.reward is not None and c.generation.ok]
+        scored = [c for c in outcome.candidates if c.scored]
         if len(scored) < 2:
             continue
         value = getattr(outcome.prompt, by)

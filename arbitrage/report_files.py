@@ -1,7 +1,7 @@
 """The report on disk: ``report.json``, ``figures/*.png`` and ``report.html`` (figures embedded).
 
-``arbitrage report RUN_DIR`` rebuilds them from a run directory; ``arbitrage run``
-writes them at the end of a run.
+``arbitrage report RUN_DIR`` rebuilds them from a run directory (``report_run``);
+``arbitrage run`` writes them at the end of a run (``RunDir.write_outputs``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arbitrage.config import RunConfig, parse_config
-from arbitrage.errors import ArbitrageError, DataError
+from arbitrage.config import RunConfig
+from arbitrage.errors import DataError
 from arbitrage.mixture import Mixture, make_mixture
 from arbitrage.records import Outcome
 from arbitrage.report import summarise, text_stats, win_cells
@@ -33,31 +33,11 @@ class Report:
     paths: dict[str, Path]
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, list[Outcome]]:
-    """The config and outcomes of a run directory; ``DataError`` if it is not one."""
-    import yaml
-
-    from arbitrage.run import RunDir
-
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise DataError(f"{path}: no such run directory")
-    config_file = path / "config.yaml"
-    if not (config_file.is_file() and (path / "run.json").is_file()):
-        raise DataError(f"{path} is not a run directory (no run.json / config.yaml)")
-    try:
-        config = parse_config(yaml.safe_load(config_file.read_text(encoding="utf-8")))
-    except (ArbitrageError, yaml.YAMLError) as exc:
-        raise DataError(f"{config_file}: unreadable run config ({exc})") from None
-    outcomes = RunDir(path).load_outcomes()
-    if not outcomes:
-        raise DataError(f"{path} holds no outcomes yet")
-    return config, outcomes
-
-
-def report_run(run_dir: str | Path) -> tuple[Report, Mixture]:
-    """Rebuild the report files of a run directory (the dataset files are left as they are)."""
-    config, outcomes = load_run(run_dir)
+def report_run(
+    run_dir: str | Path, config: RunConfig, outcomes: Sequence[Outcome]
+) -> tuple[Report, Mixture]:
+    """Rebuild the report files of a run directory from its config and outcomes
+    (``arbitrage.rundir.load_run``); the dataset files are left as they are."""
     teachers = [t.name for t in config.teachers]
     mixture = make_mixture(outcomes, config.mixture, teacher_order=teachers)
     return write_report(run_dir, outcomes, teachers, mixture, config=config), mixture

@@ -45,12 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 from arbitrage.errors import ArbitrageError, ConfigError, DataError, RewardError
 from arbitrage.records import Candidate, Outcome
+from arbitrage.rundir import load_run
 from reward.base import gather_all
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from arbitrage.engine.cache import CallCache
+    from arbitrage.config import RunConfig
     from reward.base import RewardModel
 
 Z95 = 1.959963984540054
@@ -107,7 +108,7 @@ def build_scorer(
 ) -> RewardModel:
     """The reward ``kind`` with its settings (as a run's ``reward:`` section would build it)."""
     from arbitrage.config import ScorerConfig
-    from arbitrage.run import make_scorer
+    from arbitrage.factories import make_scorer
 
     if api_key_env is not None and not os.environ.get(api_key_env):
         raise ConfigError(f"scorer {kind!r}: environment variable {api_key_env} is not set")
@@ -124,7 +125,7 @@ def multi_candidate(outcomes: Sequence[Outcome]) -> list[tuple[Outcome, list[Can
     """The outcomes with two or more complete answers that the run's reward scored."""
     found = []
     for outcome in outcomes:
-        scored = [c for c in outcome.candidates if c.generation.ok and c.reward is not None]
+        scored = [c for c in outcome.candidates if c.scored]
         if len(scored) >= 2:
             found.append((outcome, scored))
     return found
@@ -144,14 +145,14 @@ async def aagreement(
     B's calls go through the run's call cache while it runs (if B takes a cache and
     has none of its own). Returns the numbers written to ``reward_agreement.json``.
     """
-    from arbitrage.router_eval import load_scored_run
+    from arbitrage.teachers import open_cache
 
     if max_prompts is not None and max_prompts < 1:
         raise ConfigError(f"--max-prompts must be at least 1, got {max_prompts}")
     if not 0.0 <= min_agreement <= 1.0:
         raise ConfigError(f"--min-agreement must lie in [0, 1], got {min_agreement}")
     path = Path(run_dir)
-    outcomes, _ = load_scored_run(path)
+    config, outcomes = load_run(path)
     chosen = multi_candidate(outcomes)
     if not chosen:
         raise DataError(
@@ -162,7 +163,7 @@ async def aagreement(
         keep = sorted(random.Random(seed).sample(range(len(chosen)), max_prompts))
         chosen = [chosen[i] for i in keep]
     # A scorer that takes a cache and has none of its own uses the run's: a rerun is free.
-    cache = _open_run_cache(path) if getattr(scorer, "cache", False) is None else None
+    cache = open_cache(config) if getattr(scorer, "cache", False) is None else None
     if cache is not None:
         scorer.cache = cache  # type: ignore[attr-defined]
     pairwise = callable(getattr(scorer, "compare", None))
@@ -207,7 +208,7 @@ async def aagreement(
     )
     return {
         "run_dir": str(path),
-        "scorer_a": _run_reward(path),
+        "scorer_a": _run_reward(config),
         "scorer_b": scorer.describe(),
         "mode": "pairwise" if pairwise else "pointwise",
         "min_agreement": min_agreement,
@@ -429,20 +430,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _open_run_cache(path: Path) -> CallCache | None:
-    """The run's call cache, found as ``arbitrage run`` and ``retry-failed`` find it."""
-    from arbitrage.run import RunDir
-    from arbitrage.teachers import open_cache
-
-    return open_cache(RunDir(path).config())
-
-
-def _run_reward(path: Path) -> str:
-    import yaml
-
-    reward = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")).get("reward") or {}
-    kind = reward.get("kind", "local")
-    return f"{kind}({reward['model']})" if reward.get("model") else str(kind)
+def _run_reward(config: RunConfig) -> str:
+    reward = config.reward
+    return f"{reward.kind}({reward.model})" if reward.model else reward.kind
 
 
 def _reward(candidate: Candidate) -> float:

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 from arbitrage.errors import ArbitrageError, ConfigError, DataError
 from arbitrage.evaluate import Replay, apgr, baselines, fully_scored, gap_closed, hindsight, replay
 from arbitrage.records import Outcome, Prompt
+from arbitrage.rundir import load_run
 from routers.base import Route, Router
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from arbitrage.config import RunConfig
 
 BUDGETS = (1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0)  # the bandit curve behind APGR
 DEFAULT_BUDGETS = (1.5, 2.0)
@@ -75,26 +74,6 @@ class _Always(Router):
         return [Route(list(self.chosen), "hindsight") for _ in prompts]
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, list[Outcome]]:
-    """A run directory's config and outcomes; a folder that is neither is a ``DataError``."""
-    from arbitrage.run import RunDir
-
-    path = Path(run_dir)
-    if not (path / "config.yaml").is_file():
-        raise DataError(f"{path} is not a run directory (no config.yaml)")
-    run = RunDir(path)
-    outcomes = run.load_outcomes()
-    if not outcomes:
-        raise DataError(f"{path} holds no outcomes yet")
-    return run.config(), outcomes
-
-
-def load_scored_run(run_dir: str | Path) -> tuple[list[Outcome], list[str]]:
-    """The outcomes of a run directory and its teachers, in config order."""
-    config, outcomes = load_run(run_dir)
-    return outcomes, [t.name for t in config.teachers]
-
-
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """``["warmup=40", "explore=0.2"]`` as ``{"warmup": 40, "explore": 0.2}`` (values read as
     YAML: ints, floats, bools, strings)."""
@@ -114,11 +93,9 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _takes_budget(name: str) -> bool:
-    from arbitrage.registry import lookup
-    from routers import available
+    from routers import registry
 
-    cls = lookup(name, available(), Router, "router")
-    return BUDGET in inspect.signature(cls).parameters
+    return BUDGET in inspect.signature(registry.get(name)).parameters
 
 
 def _show(value: Any) -> str:
@@ -434,6 +411,7 @@ def train_router(
     """Fit the embedding router on a scored run and save it (default: ``RUN_DIR/router``)."""
     from routers.embedding import EmbeddingRouter
 
-    outcomes, teachers = load_scored_run(run_dir)
+    config, outcomes = load_run(run_dir)
+    teachers = [t.name for t in config.teachers]
     router = EmbeddingRouter(teachers, model=model, k=k).fit(outcomes)
     return router.save(Path(out) if out else Path(run_dir) / "router")

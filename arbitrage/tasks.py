@@ -114,8 +114,8 @@ TASKS: dict[str, Task] = {
 
 def check_task(name: str) -> Task:
     """The task called ``name``; raises ``ConfigError`` naming the closest task."""
-    from arbitrage.config import closest_hint
     from arbitrage.errors import ConfigError
+    from arbitrage.registry import closest_hint
 
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}{closest_hint(name, TASKS)}")

@@ -3,59 +3,43 @@
 A teacher never raises on a failed call: the failure becomes a ``Generation``
 with ``error`` set, so a failed request is data, never a silent empty row.
 
-Every call goes through the engine (``arbitrage/engine``): the durable cache first
-(a call that already came back is never paid for twice), then the budget, the
-circuit breaker and the teacher's own limits. Retries are ours, not the HTTP
-client's, so a 429 is counted, honours ``Retry-After`` and slows only this teacher.
-The request itself goes out through ``litellm.acompletion``, or, for ``transport:
+Every call goes through the one call path, ``engine/client.py``: the durable cache
+first (a call that already came back is never paid for twice), then the budget, the
+circuit breaker and the teacher's own limits; retries (tenacity) are ours, not the
+HTTP client's, so a 429 is counted, honours ``Retry-After`` and slows only this
+teacher. The request goes out through ``litellm.acompletion``, or, for ``transport:
 direct``, straight to an OpenAI-compatible server (``engine/transport.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import email.utils
 import os
-import random
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from arbitrage.config import RunConfig, TeacherConfig
 from arbitrage.engine.breaker import CircuitBreaker
-from arbitrage.engine.budget import (
-    Budget,
-    prompt_tokens,
-    teacher_prices,
-    usage_usd,
-    worst_case_usd,
-)
-from arbitrage.engine.cache import CallCache, request_key
+from arbitrage.engine.budget import Budget
+from arbitrage.engine.cache import CallCache
+from arbitrage.engine.client import CallStats, LLMClient
 from arbitrage.engine.limits import TeacherLimits
-from arbitrage.engine.transport import ChatReply, MalformedReply, chat_reply
-from arbitrage.errors import ConfigError, TeacherUnavailable
-from arbitrage.llm import CompletionFn, completion_fn, retryable_errors, scrub
-from arbitrage.records import Generation, Prompt, Usage, content_id
+from arbitrage.engine.send import completion_cost
+from arbitrage.errors import TeacherUnavailable
+from arbitrage.llm import CompletionFn
+from arbitrage.records import Generation, Prompt, content_id
 
+#: What one teacher did in this process (``report.json`` ``engine``).
+TeacherStats = CallStats
 
-@dataclass
-class TeacherStats:
-    """What one teacher did in this process (``report.json`` ``engine``)."""
-
-    requests: int = 0  # HTTP attempts sent
-    cached: int = 0  # answers served from the call cache
-    ok: int = 0
-    failed: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    rerouted: int = 0  # calls routed here that met an open circuit and went elsewhere
-    tokens: int = 0
-    cost_usd: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+__all__ = [
+    "Teacher",
+    "TeacherStats",
+    "completion_cost",
+    "engine_report",
+    "engine_teachers",
+    "make_teachers",
+    "open_cache",
+]
 
 
 class Teacher:
@@ -63,11 +47,17 @@ class Teacher:
 
     Args:
         config: Model string and parameters.
-        completion_fn: Anything with ``litellm.acompletion``'s signature; defaults
-            to litellm (with the ``local/`` provider registered when needed).
+        completion_fn: Anything with ``litellm.acompletion``'s signature (the send
+            step); defaults to litellm (with the ``local/`` provider registered when
+            needed), or the direct transport for ``transport: direct``.
         cache: The run's call cache, or ``None`` for none.
         budget: The run's budget (shared by its teachers), or ``None`` to not count.
         breaker: This teacher's circuit breaker (default: 5 failures, 60 s cooldown).
+        limits: This teacher's limits (default: the config's ``max_concurrency``,
+            ``requests_per_minute`` and ``tokens_per_minute``).
+        client: The call path (default: one through the above). ``budget``,
+            ``breaker`` and ``limits`` are then what the teacher reports, and the
+            client's own are used for calls (a Ray run's driver: ``cluster/remote.py``).
     """
 
     def __init__(
@@ -78,35 +68,58 @@ class Teacher:
         cache: CallCache | None = None,
         budget: Budget | None = None,
         breaker: CircuitBreaker | None = None,
+        limits: TeacherLimits | None = None,
+        client: LLMClient | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
-        self.cache = cache
         self.budget = budget or Budget()
         self.breaker = breaker or CircuitBreaker(config.name)
-        self.limits = TeacherLimits(
+        self.limits = limits or TeacherLimits(
             config.max_concurrency,
             requests_per_minute=config.requests_per_minute,
             tokens_per_minute=config.tokens_per_minute,
         )
-        self.stats = TeacherStats()
-        self._completion_fn = completion_fn
-        self._prices: tuple[float, float] | None = None
-        self._call: _CallPlan | None = None
+        self.client = client or LLMClient(
+            config.name,
+            config.model,
+            send=completion_fn,
+            transport=config.transport,
+            api_key_env=config.api_key_env,
+            cache=cache,
+            budget=self.budget,
+            breaker=self.breaker,
+            limits=self.limits,
+            retries=config.retries,
+            timeout_s=config.timeout_s,
+            max_reply_chars=config.max_reply_chars,
+            input_cost_per_mtok=config.input_cost_per_mtok,
+            output_cost_per_mtok=config.output_cost_per_mtok,
+            label=f"teacher {config.name!r}",
+        )
 
     @classmethod
     def from_model(cls, name: str, model: str, **params: Any) -> Teacher:
         """Shorthand: ``Teacher.from_model("gpt", "openai/gpt-4o-mini", max_tokens=256)``."""
         return cls(TeacherConfig(name=name, model=model, **params))
 
-    def _api_key(self) -> str | None:
-        env = self.config.api_key_env
-        if env is None:
-            return None
-        key = os.environ.get(env)
-        if not key:
-            raise ConfigError(f"teacher {self.name!r}: environment variable {env} is not set")
-        return key
+    @property
+    def cache(self) -> CallCache | None:
+        """The call cache the client answers from."""
+        return self.client.cache
+
+    @cache.setter
+    def cache(self, cache: CallCache | None) -> None:
+        self.client.cache = cache
+
+    @property
+    def stats(self) -> CallStats:
+        """The client's counters."""
+        return self.client.stats
+
+    @stats.setter
+    def stats(self, stats: CallStats) -> None:
+        self.client.stats = stats
 
     def request(
         self, messages: list[dict[str, str]], *, max_tokens: int | None = None, key: str = ""
@@ -142,10 +155,16 @@ class Teacher:
         Raises:
             BudgetExceeded: the call could cross the run's ``budget_usd``.
         """
+        request = self.request(messages, max_tokens=max_tokens, key=prompt_id)
         try:
-            return await self._complete(messages, prompt_id, max_tokens)
+            return await self.client.complete(request, prompt_id=prompt_id)
         except TeacherUnavailable as exc:
-            return self._failed(prompt_id, f"TeacherUnavailable: {exc}", 0.0)
+            return Generation(
+                prompt_id=prompt_id,
+                teacher=self.name,
+                model=self.config.model,
+                error=f"TeacherUnavailable: {exc}",
+            )
 
     async def agenerate(self, prompt: Prompt) -> Generation:
         """Answer one prompt.
@@ -154,201 +173,18 @@ class Teacher:
             TeacherUnavailable: the circuit is open (the pipeline routes elsewhere).
             BudgetExceeded: the call could cross the run's ``budget_usd``.
         """
-        return await self._complete(prompt.messages(), prompt.id, None)
-
-    async def _complete(
-        self, messages: list[dict[str, str]], prompt_id: str, max_tokens: int | None
-    ) -> Generation:
-        kwargs = self.request(messages, max_tokens=max_tokens, key=prompt_id)
-        cache_key = request_key(kwargs) if self.cache is not None else ""
-        if self.cache is not None:
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                self.stats.cached += 1
-                return dataclasses.replace(hit, prompt_id=prompt_id, teacher=self.name)
-        gen = await self._send(kwargs, prompt_id)
-        if self.cache is not None:
-            self.cache.put(cache_key, gen)  # failed calls are not stored: a rerun retries them
-        return gen
-
-    async def _send(self, kwargs: dict[str, Any], prompt_id: str) -> Generation:
-        key = self._api_key()
-        send = dict(kwargs)
-        if key is not None:
-            send["api_key"] = key
-        if self._completion_fn is None and not self.config.model.startswith("local/"):
-            send["max_retries"] = 0  # our retries, so 429s are seen, counted and honoured
-        fn, retry_on, overload = self._call or self._plan()
-        tokens = prompt_tokens(kwargs["messages"]) + int(kwargs["max_tokens"])
-        estimate = (
-            self.worst_case_usd(kwargs["messages"], int(kwargs["max_tokens"]))
-            if self.budget.limit_usd is not None
-            else 0.0
-        )
-        start = time.perf_counter()
-        attempts = self.config.retries + 1
-        error: BaseException | None = None
-        for attempt in range(attempts):
-            self.budget.reserve(estimate, teacher=self.name)
-            actual = 0.0
-            retry_after: float | None = None
-            try:
-                if not self.breaker.allow():
-                    raise TeacherUnavailable(
-                        f"teacher {self.name!r} is out of rotation (circuit open)",
-                        teacher=self.name,
-                        prompt_id=prompt_id,
-                    )
-                async with self.limits.slot(tokens):
-                    self.stats.requests += 1
-                    try:
-                        response = await fn(**send)
-                        gen = self._to_generation(response, prompt_id, time.perf_counter() - start)
-                    except retry_on as exc:
-                        error = exc
-                        if isinstance(exc, overload):
-                            # Before the slot is given back (as the breaker's count below),
-                            # so no waiting call on any worker slips in ahead of the pause.
-                            retry_after = _retry_after(exc)
-                            self.limits.overloaded(retry_after)
-                            self.stats.rate_limited += 1
-                        self.breaker.failure(type(exc).__name__)
-                    except Exception as exc:  # not retryable: 4xx, bad request, broken provider
-                        self.stats.failed += 1
-                        return self._failed(prompt_id, self._message(exc, key), start)
-                    else:
-                        actual = gen.cost_usd
-                        self.breaker.success()
-                        self.limits.success()
-                        self._count(gen)
-                        return gen
-            finally:
-                self.budget.settle(estimate, actual)
-            if attempt + 1 == attempts:
-                break
-            self.stats.retries += 1
-            if retry_after is None:  # the server's Retry-After pauses the teacher in its limits
-                await asyncio.sleep(random.uniform(0, min(20.0, 0.5 * 2**attempt)))
-        self.stats.failed += 1
-        return self._failed(prompt_id, self._message(error, key), start)
-
-    def _message(self, exc: BaseException | None, key: str | None) -> str:
-        if isinstance(exc, MalformedReply):
-            return scrub(f"malformed reply: {exc}", [key or ""])[:500]
-        return scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:500]
-
-    def _failed(self, prompt_id: str, message: str, start: float) -> Generation:
-        return Generation(
-            prompt_id=prompt_id,
-            teacher=self.name,
-            model=self.config.model,
-            latency_s=time.perf_counter() - start if start else 0.0,
-            error=message,
-        )
-
-    def _count(self, gen: Generation) -> None:
-        self.stats.ok += 1
-        self.stats.tokens += gen.usage.total_tokens
-        self.stats.cost_usd += gen.cost_usd
+        request = self.request(prompt.messages(), key=prompt.id)
+        return await self.client.complete(request, prompt_id=prompt.id)
 
     def prices(self) -> tuple[float, float]:
         """USD per (input, output) token: the config's overrides, else litellm's price map."""
-        if self._prices is None:
-            self._prices = teacher_prices(self.config)
-        return self._prices
+        return self.client.prices()
 
     def worst_case_usd(
         self, messages: list[dict[str, str]], max_tokens: int | None = None
     ) -> float:
         """The most a call with ``messages`` may cost (what the budget reserves for it)."""
-        return worst_case_usd(messages, max_tokens or self.config.max_tokens, self.prices())
-
-    def _plan(self) -> _CallPlan:
-        """What to call and which failures to retry: decided once, not per call.
-
-        A malformed 200 (``MalformedReply``) is retried like a 5xx, within ``retries``:
-        litellm raises ``InternalServerError`` for most malformed bodies already, and
-        both transports must treat the same reply alike.
-        """
-        if self._completion_fn is not None:
-            self._call = (self._completion_fn, (ConnectionError, MalformedReply), ())
-        elif self.config.transport == "direct":
-            from arbitrage.engine.transport import direct_completion
-
-            retry_on = (*retryable_errors(), MalformedReply)
-            self._call = (direct_completion, retry_on, _overload_errors())
-        else:
-            retry_on = (*retryable_errors(), MalformedReply)
-            self._call = (completion_fn(self.config.model), retry_on, _overload_errors())
-        return self._call
-
-    def _to_generation(self, response: Any, prompt_id: str, latency: float) -> Generation:
-        if isinstance(response, ChatReply):  # the direct transport: parsed, priced by token
-            text, finish_reason, counted = response.text, response.finish_reason, response.usage
-            cost = usage_usd(counted, self.prices())
-        else:  # litellm's response, checked as the direct transport checks its body
-            reply = chat_reply(response)
-            text, finish_reason, counted = reply.text, reply.finish_reason, reply.usage
-            cost = self._cost(response, counted)
-        return Generation(
-            prompt_id=prompt_id,
-            teacher=self.name,
-            model=self.config.model,
-            text=text.strip(),
-            finish_reason=finish_reason,
-            usage=counted,
-            cost_usd=cost,
-            latency_s=latency,
-        )
-
-    def _cost(self, response: Any, usage: Usage) -> float:
-        cfg = self.config
-        if cfg.input_cost_per_mtok is not None or cfg.output_cost_per_mtok is not None:
-            return usage_usd(usage, self.prices())
-        if cfg.model.startswith("local/"):
-            return 0.0
-        # litellm priced the response already (None: not in its price map); pricing it
-        # again costs about 1 ms of CPU a call.
-        hidden = getattr(response, "_hidden_params", None) or {}
-        if "response_cost" in hidden:
-            return float(hidden["response_cost"] or 0.0)
-        try:
-            return float(completion_cost(response) or 0.0)
-        except Exception:  # unknown model in the price map: cost unknown, not an error
-            return 0.0
-
-
-# The completion function, the failures it retries and those that mean "slow down".
-_CallPlan = tuple[CompletionFn, tuple[type[BaseException], ...], tuple[type[BaseException], ...]]
-
-
-def _overload_errors() -> tuple[type[BaseException], ...]:
-    """The failures that mean "slow down": rate limits and timeouts."""
-    from arbitrage.llm import litellm
-
-    exc = litellm().exceptions
-    return (exc.RateLimitError, exc.Timeout)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from the ``Retry-After`` header litellm keeps on the exception, if any."""
-    headers = getattr(exc, "litellm_response_headers", None)
-    if headers is None:
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_tz(str(value))
-        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
-
-
-def completion_cost(response: Any) -> float:
-    from arbitrage.llm import litellm
-
-    return float(litellm().completion_cost(completion_response=response))
+        return self.client.worst_case_usd(messages, max_tokens or self.config.max_tokens)
 
 
 def make_teachers(configs: Sequence[TeacherConfig], **engine: Any) -> list[Teacher]:
@@ -356,13 +192,17 @@ def make_teachers(configs: Sequence[TeacherConfig], **engine: Any) -> list[Teach
     return [Teacher(c, **engine) for c in configs]
 
 
-def engine_teachers(config: RunConfig) -> list[Teacher]:
-    """The teachers of a run, sharing one budget, each with the configured breaker."""
-    budget = Budget(config.budget_usd)
+def engine_teachers(
+    config: RunConfig, *, cache: CallCache | None = None, budget: Budget | None = None
+) -> list[Teacher]:
+    """The teachers of a run, sharing one budget (default: a new one at ``budget_usd``)
+    and the run's cache, each with the configured breaker."""
+    budget = budget or Budget(config.budget_usd)
     brk = config.breaker
     return [
         Teacher(
             t,
+            cache=cache,
             budget=budget,
             breaker=CircuitBreaker(t.name, failures=brk.failures, cooldown_s=brk.cooldown_s),
         )

@@ -318,6 +318,7 @@ def run_end_to_end(
     seed: int,
     out_dir: Path,
     batch_size: int = 16,
+    windows: int = 1,
     transport: str = "litellm",
 ) -> list[Outcome]:
     """Run ``arbitrage run`` on ``rows`` against a ``ReplayServer``; the outcomes in pool order.
@@ -330,7 +331,8 @@ def run_end_to_end(
     import yaml
 
     from arbitrage.config import load_config
-    from arbitrage.run import RunDir, run_config
+    from arbitrage.run import run_config
+    from arbitrage.rundir import RunDir
 
     if not rows:
         raise ValueError("no rows to replay")
@@ -367,6 +369,7 @@ def run_end_to_end(
             batch_size=batch_size,
             transport=transport,
         )
+        config["windows"] = windows
         path = out_dir / "config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         run_config(load_config(path))

@@ -33,7 +33,7 @@ BUDGETS = [1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0]
 
 
 def load_run(path: Path) -> list[Outcome]:
-    from arbitrage.run import RunDir
+    from arbitrage.rundir import RunDir
 
     return RunDir(path).load_outcomes()
 

@@ -88,7 +88,9 @@ def _stats(values: Sequence[float]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
-def offline(rows: Sequence[dict[str, Any]], seeds: int, console: Console) -> dict[str, Any]:
+def offline(
+    rows: Sequence[dict[str, Any]], seeds: int, console: Console, windows: int = 1
+) -> dict[str, Any]:
     """Every router and baseline over ``seeds`` prompt orders; figures per seed."""
     per: dict[str, list[dict[str, float]]] = {}
     for seed in range(seeds):
@@ -121,12 +123,14 @@ def offline(rows: Sequence[dict[str, Any]], seeds: int, console: Console) -> dic
             add(label, value, 2.0 if "pair" in label else 1.0)
         add(CEILING, cascade_ceiling(outcomes, teachers, 1.5), 1.5)
         for label, name, params in ROUTERS:
-            rep = replay(get_router(name, teachers, seed=seed, **params), outcomes)
+            rep = replay(get_router(name, teachers, seed=seed, **params), outcomes, windows=windows)
             add(label, rep.mean_reward, rep.generations_per_prompt, rep.win_rate_vs_best_single)
         for name in ("bandit", "content"):
             curve = [
                 replay(
-                    get_router(name, teachers, seed=seed, max_generations_per_prompt=b), outcomes
+                    get_router(name, teachers, seed=seed, max_generations_per_prompt=b),
+                    outcomes,
+                    windows=windows,
                 )
                 for b in CURVE
                 if b <= len(teachers)
@@ -169,7 +173,7 @@ def print_offline(
         )
 
 
-def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
+def end_to_end(rows: Sequence[dict[str, Any]], console: Console, windows: int = 1) -> Table:
     """Seed 0 of every router, through ``arbitrage run``, next to the offline replay."""
     import datasets
 
@@ -182,9 +186,15 @@ def end_to_end(rows: Sequence[dict[str, Any]], console: Console) -> Table:
         table.add_column(col, justify="left" if col == "router" else "right")
     with tempfile.TemporaryDirectory(prefix="routing-real-") as tmp:
         for i, (label, name, params) in enumerate(ROUTERS):
-            rep = replay(get_router(name, teachers, seed=0, **params), outcomes)
+            rep = replay(get_router(name, teachers, seed=0, **params), outcomes, windows=windows)
             run = run_end_to_end(
-                order, name, params, seed=0, out_dir=Path(tmp) / str(i), transport="direct"
+                order,
+                name,
+                params,
+                seed=0,
+                out_dir=Path(tmp) / str(i),
+                windows=windows,
+                transport="direct",
             )
             # the rewards the run itself measured (two models' identical answers get one
             # judge reply, in the run and in the offline replay alike)
@@ -269,6 +279,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="prompt orders per corpus (>= 3)")
     parser.add_argument("--e2e", action="store_true", help="also replay through `arbitrage run`")
     parser.add_argument("--limit", type=int, help="only the first N prompts of each corpus")
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=1,
+        help="windows of 16 prompts in flight, as a run's `windows` (default 1: a router "
+        "learns from every window before routing the next)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
         "--compare-embedders", action="store_true", help="also the content router on MiniLM"
@@ -312,11 +329,11 @@ def main() -> None:
             continue
         rows = load_rows(path)[: args.limit]
         console.print(f"[bold]{path.name}[/]")
-        per = offline(rows, args.seeds, console)
+        per = offline(rows, args.seeds, console, args.windows)
         print_offline(path.name, rows, per, console)
         found[path.name] = per
         if args.e2e:
-            console.print(end_to_end(rows, console))
+            console.print(end_to_end(rows, console, args.windows))
     if args.json:
         args.json.write_text(json.dumps(found, indent=1))
     if args.plot and found:

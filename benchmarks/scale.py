@@ -144,7 +144,7 @@ def _peak_growth(fn: Callable[[], int]) -> tuple[float, float, int, float]:
 def memory(n: int, tmp: Path) -> list[tuple[str, int, float, float, int, float]]:
     """Rows (how, pool size, RSS growth, USS growth, prompts read, seconds)."""
     from arbitrage.cluster.stream import quiet_ray_data, stream_prompts, todo_batches
-    from arbitrage.run import RunDir
+    from arbitrage.rundir import RunDir
 
     sizes = (n // 4, n)
     for size in (1000, *sizes):

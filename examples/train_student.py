@@ -97,7 +97,7 @@ def split(run_dir: str, heldout: int) -> dict[str, Any]:
     from statistics import fmean
 
     from arbitrage.mixture import make_mixture
-    from arbitrage.report_files import load_run
+    from arbitrage.rundir import load_run
 
     config, outcomes = load_run(run_dir)
     order = [t.name for t in config.teachers]
@@ -105,7 +105,7 @@ def split(run_dir: str, heldout: int) -> dict[str, Any]:
     rewards: dict[str, list[float]] = {t: [] for t in order}
     for o in outcomes:
         for c in o.candidates:
-            if c.reward is not None and c.generation.ok:
+            if c.scored:
                 rewards[c.teacher].append(c.reward)
     best = max(order, key=lambda t: fmean(rewards[t]) if rewards[t] else float("-inf"))
     ranked = sorted(outcomes, key=lambda o: hashlib.sha256(o.prompt.id.encode()).hexdigest())
@@ -197,7 +197,7 @@ def answer(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int) 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Train both students, answer the held-out prompts, score them; the numbers."""
-    from arbitrage.run import build_reward
+    from arbitrage.factories import build_reward
 
     data = split(args.run_dir, args.heldout)
     if not data["arbitraged"] or not data["heldout"]:

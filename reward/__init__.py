@@ -10,11 +10,10 @@ torch nor litellm.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any
 
 from arbitrage.errors import ConfigError
-from arbitrage.registry import check_params, lookup
+from arbitrage.registry import Registry
 from reward.base import RewardModel, RewardWrapper, Score
 
 ENTRY_POINT_GROUP = "arbitrage.rewards"
@@ -26,26 +25,15 @@ REWARDS: dict[str, str | type[RewardModel]] = {
     "local": "reward.local:LocalJudgeReward",
 }
 
-
-def register(kind: str, reward: type[RewardModel]) -> None:
-    """Make ``reward`` available as ``kind`` (e.g. ``reward: {kind: ...}`` in a YAML config)."""
-    REWARDS[kind] = reward
-
-
-def available() -> dict[str, str | type[RewardModel]]:
-    """Built-in, registered and entry-point reward kinds."""
-    found: dict[str, str | type[RewardModel]] = {
-        ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
-    }
-    return {**found, **REWARDS}
+registry: Registry[RewardModel] = Registry("reward", RewardModel, ENTRY_POINT_GROUP, REWARDS)
+register = registry.register
+available = registry.available
 
 
 def get_reward(kind: str, **params: Any) -> RewardModel:
     """Build the reward model called ``kind``; unknown kinds and params are ``ConfigError``s."""
-    cls = lookup(kind, available(), RewardModel, "reward")
-    check_params(cls, params, f"reward {kind!r}")
     try:
-        return cls(**params)
+        return registry.build(kind, params=params)
     except (TypeError, ValueError) as exc:  # a missing or mistyped param
         raise ConfigError(f"reward {kind!r}: {exc}") from None
 
@@ -59,4 +47,5 @@ __all__ = [
     "available",
     "get_reward",
     "register",
+    "registry",
 ]

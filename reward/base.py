@@ -47,6 +47,9 @@ class RewardModel(ABC):  # noqa: B024 - abstract by contract: override one of tw
     #: Scores depend on the other answers to the same prompt (a pairwise judge): a
     #: batch split over workers is then cut only between prompts.
     per_prompt: ClassVar[bool] = False
+    #: A model that scores many pairs in one forward pass (HF, local): the loop hands it
+    #: a round's answers at once, one batch at a time, not a prompt at a time.
+    batched: ClassVar[bool] = False
 
     async def ascore(self, prompt: Prompt, completion: str) -> Score:
         """Score one completion."""

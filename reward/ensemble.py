@@ -42,6 +42,10 @@ class Panel(RewardModel):
             raise ConfigError(f"an ensemble needs at least two members, got {len(members)}")
         self.members = dict(members)
 
+    @property
+    def batched(self) -> bool:  # type: ignore[override]
+        return any(m.batched for m in self.members.values())
+
     async def ascore_batch(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         if not pairs:
             return []

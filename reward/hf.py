@@ -52,6 +52,7 @@ class HFRewardModel(RewardModel):
     """
 
     name: ClassVar[str] = "hf"
+    batched: ClassVar[bool] = True
 
     def __init__(
         self,

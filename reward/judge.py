@@ -1,9 +1,13 @@
 """LLM-as-judge: any litellm model reads a rubric, the instruction and the answer, and scores it.
 
-``LLMJudge`` holds what every LLM judge shares: the call through litellm (the API
-key read from the environment at call time, errors scrubbed of it), the call
-cache, the budget, the spend and a concurrency limit. ``JudgeReward`` scores one
-answer per call; ``reward.pairwise.PairwiseJudgeReward`` compares two.
+``LLMJudge`` holds what every LLM judge shares: its calls go through the one call
+path (``arbitrage/engine/client.py``) a teacher's do, with the call cache, the budget,
+retries of rate limits, 5xx, timeouts and dropped connections (``Retry-After``
+honoured), AIMD concurrency, a circuit breaker, ``timeout_s`` per attempt and either
+transport; the API key is read from the environment at call time and scrubbed from
+every error. ``JudgeReward`` scores one answer per call;
+``reward.pairwise.PairwiseJudgeReward`` compares two. A call that still fails is an
+unscored candidate, never a crash; ``BudgetExceeded`` stops the run.
 
 With structured output on (``structured=True``, or by default where litellm says
 the model supports a JSON schema) the judge is asked for ``{"reason", "score"}``
@@ -14,16 +18,18 @@ conflicting scores gives an unscored candidate, never an invented number.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from arbitrage.engine.budget import Budget, price_per_token, usage_usd, worst_case_usd
-from arbitrage.engine.cache import CallCache, request_key
-from arbitrage.errors import ConfigError
-from arbitrage.llm import CompletionFn, scrub
-from arbitrage.records import Generation, Prompt, Usage
+from arbitrage.engine.breaker import CircuitBreaker
+from arbitrage.engine.budget import Budget
+from arbitrage.engine.cache import CallCache
+from arbitrage.engine.client import CallStats, LLMClient
+from arbitrage.engine.limits import TeacherLimits
+from arbitrage.engine.transport import MAX_REPLY_CHARS
+from arbitrage.errors import ConfigError, TeacherUnavailable
+from arbitrage.llm import CompletionFn, is_local
+from arbitrage.records import Prompt
 from reward.base import RewardModel, Score
 from reward.parsing import parse_score
 
@@ -64,9 +70,10 @@ where N is an integer from {low} (worst) to {high} (best)."""
 
 
 class LLMJudge(RewardModel):
-    """What the LLM judges share: one litellm call, cached, budgeted and rate-limited.
+    """What the LLM judges share: one call path, cached, budgeted, retried and limited.
 
-    Subclasses build the messages and read the reply; ``ask`` makes the call.
+    Subclasses build the messages and read the reply; ``ask`` makes the call. ``stats``,
+    ``limits`` and ``breaker`` are what a live panel shows of a teacher.
 
     Args:
         model: litellm model string, e.g. ``"openai/gpt-4o-mini"``.
@@ -76,9 +83,10 @@ class LLMJudge(RewardModel):
         rubric: Replaces the judge's default rubric.
         temperature: Sampling temperature of the judge.
         max_tokens: Reply length limit of the judge.
-        max_concurrency: Most judge calls in flight at once.
+        max_concurrency: Most judge calls in flight at once (the ceiling of its
+            adaptive concurrency: a 429 or a timeout halves it).
         completion_fn: Anything with ``litellm.acompletion``'s signature; defaults
-            to litellm.
+            to litellm (or the direct transport).
         cache: A call cache (``arbitrage.engine.CallCache``): a judge reply that came
             back is never asked for again. A run sets its own.
         budget: The run's ``Budget``: judge calls count against ``budget_usd`` like
@@ -88,6 +96,14 @@ class LLMJudge(RewardModel):
         structured: Ask for JSON that follows a schema (``response_format``); ``None``
             asks litellm whether the model supports it. The reply is parsed
             leniently either way, so a judge that ignores the schema still counts.
+        transport: ``litellm``, or ``direct`` for an ``openai/`` or ``hosted_vllm/``
+            model at an OpenAI-compatible ``api_base`` (no litellm per call).
+        timeout_s: The most one attempt may take in all (connect, wait, read).
+        retries: Attempts after the first on rate limits, 5xx, timeouts and dropped
+            connections.
+        max_reply_chars: A longer reply is a failed call (an unscored candidate).
+        breaker: The judge's circuit breaker (default: 5 failures in a row, 60 s);
+            while it is open, calls fail at once (unscored) instead of waiting.
     """
 
     name: ClassVar[str] = "llm-judge"
@@ -109,11 +125,17 @@ class LLMJudge(RewardModel):
         input_cost_per_mtok: float | None = None,
         output_cost_per_mtok: float | None = None,
         structured: bool | None = None,
+        transport: Literal["litellm", "direct"] = "litellm",
+        timeout_s: float = 120.0,
+        retries: int = 2,
+        max_reply_chars: int = MAX_REPLY_CHARS,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError(
                 f"{self.name} max_concurrency must be at least 1, got {max_concurrency}"
             )
+        _check_call(self.name, model, api_base, transport, timeout_s, retries, max_reply_chars)
         self.model = model
         self.api_base = api_base
         self.api_key_env = api_key_env
@@ -122,14 +144,61 @@ class LLMJudge(RewardModel):
         self.max_tokens = max_tokens
         self.max_concurrency = max_concurrency
         self.structured = structured
-        self._completion_fn = completion_fn
-        self.cache = cache
-        self.budget = budget
-        self.spent_usd = 0.0
-        self._price_overrides = (input_cost_per_mtok, output_cost_per_mtok)
-        self._prices: tuple[float, float] | None = None
-        self._semaphore: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.timeout_s = timeout_s
+        self.client = LLMClient(
+            self.name,
+            model,
+            send=completion_fn,
+            transport=transport,
+            api_key_env=api_key_env,
+            cache=cache,
+            budget=budget,
+            breaker=breaker or CircuitBreaker(self.name),
+            limits=TeacherLimits(max_concurrency),
+            retries=retries,
+            timeout_s=timeout_s,
+            max_reply_chars=max_reply_chars,
+            input_cost_per_mtok=input_cost_per_mtok,
+            output_cost_per_mtok=output_cost_per_mtok,
+            label=f"{self.name} {model!r}",
+        )
+
+    @property
+    def cache(self) -> CallCache | None:
+        """The call cache the judge answers from (a run sets its own)."""
+        return self.client.cache
+
+    @cache.setter
+    def cache(self, cache: CallCache | None) -> None:
+        self.client.cache = cache
+
+    @property
+    def budget(self) -> Budget | None:
+        """The budget judge calls count against (a run sets its own)."""
+        return self.client.budget
+
+    @budget.setter
+    def budget(self, budget: Budget | None) -> None:
+        self.client.budget = budget
+
+    @property
+    def stats(self) -> CallStats:
+        return self.client.stats
+
+    @property
+    def limits(self) -> TeacherLimits:
+        assert self.client.limits is not None
+        return self.client.limits
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        assert self.client.breaker is not None
+        return self.client.breaker
+
+    @property
+    def spent_usd(self) -> float:
+        """USD this judge's calls cost (cache hits cost nothing)."""
+        return self.client.stats.cost_usd
 
     def uses_structured_output(self) -> bool:
         """Whether requests carry a JSON schema: ``structured``, or litellm's word for the model."""
@@ -141,24 +210,20 @@ class LLMJudge(RewardModel):
         """The JSON schema of a structured reply; subclasses that use one override this."""
         raise NotImplementedError(f"{type(self).__name__} has no structured reply")
 
-    async def ask(self, messages: list[dict[str, str]], prompt: Prompt) -> str | None:
-        """One judge call: the reply's text (from the cache if it came back before), or
-        ``None`` if the call failed (logged without the API key).
-
-        Raises:
-            ConfigError: ``api_key_env`` is not set.
-            BudgetExceeded: The call would cross the run's budget.
-        """
-        key = self._api_key()
+    def request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The keyword arguments of one judge call (without the API key). ``timeout`` is
+        not part of the cache key: a reply cached before is found again."""
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "timeout": self.timeout_s,
         }
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.uses_structured_output():
+            # In the cache key too: a prose reply is never served to a JSON request.
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
@@ -167,69 +232,61 @@ class LLMJudge(RewardModel):
                     "strict": True,
                 },
             }
-        # The key covers response_format too: a prose reply is never served to a JSON request.
-        cache_key = request_key(kwargs) if self.cache is not None else ""
-        hit = self.cache.get(cache_key) if self.cache is not None else None
-        if hit is not None:
-            return hit.text
-        if key is not None:
-            kwargs["api_key"] = key
-        fn = self._completion_fn or _acompletion()
-        async with self._limit():
-            estimate = self._reserve(kwargs)
-            actual = 0.0
-            try:
-                response = await fn(**kwargs)
-                reply = str(response.choices[0].message.content or "")
-                actual = self._cost(response)
-            except Exception as exc:  # a failed judge call is an unscored pair, not a crash
-                message = scrub(f"{type(exc).__name__}: {exc}", [key or ""])[:300]
-                logger.warning(
-                    "%s %s failed on prompt %s: %s", self.name, self.model, prompt.id, message
-                )
-                return None
-            finally:
-                self.spent_usd += actual
-                if self.budget is not None:
-                    self.budget.settle(estimate, actual)
-        if self.cache is not None:
-            self.cache.put(cache_key, Generation(prompt.id, self.name, self.model, text=reply))
-        return reply
+        return kwargs
+
+    async def ask(self, messages: list[dict[str, str]], prompt: Prompt) -> str | None:
+        """One judge call: the reply's text (from the cache if it came back before), or
+        ``None`` if the call failed after its retries or the judge's circuit is open
+        (logged without the API key).
+
+        Raises:
+            ConfigError: ``api_key_env`` is not set.
+            BudgetExceeded: The call would cross the run's budget.
+        """
+        try:
+            gen = await self.client.complete(self.request(messages), prompt_id=prompt.id)
+        except TeacherUnavailable as exc:  # a failed judge call is an unscored pair
+            logger.warning("%s failed on prompt %s: %s", self.name, prompt.id, exc)
+            return None
+        if gen.error:
+            logger.warning(
+                "%s %s failed on prompt %s: %s", self.name, self.model, prompt.id, gen.error
+            )
+            return None
+        return gen.text
 
     def prices(self) -> tuple[float, float]:
         """USD per (input, output) token: the overrides, else litellm's price map."""
-        if self._prices is None:
-            self._prices = price_per_token(self.model, *self._price_overrides)
-        return self._prices
+        return self.client.prices()
 
-    def _reserve(self, kwargs: dict[str, Any]) -> float:
-        """Reserve the call's worst case against the budget (raises ``BudgetExceeded``)."""
-        if self.budget is None or self.budget.limit_usd is None:
-            return 0.0
-        estimate = worst_case_usd(kwargs["messages"], self.max_tokens, self.prices())
-        self.budget.reserve(estimate, teacher=self.name)
-        return estimate
 
-    def _cost(self, response: Any) -> float:
-        return usage_usd(Usage.from_response(response), self.prices())
+def _check_call(
+    who: str,
+    model: str,
+    api_base: str | None,
+    transport: str,
+    timeout_s: float,
+    retries: int,
+    max_reply_chars: int,
+) -> None:
+    """What a teacher's config checks, for a judge built without one."""
+    from arbitrage.config import DIRECT_PREFIXES
 
-    def _api_key(self) -> str | None:
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"{self.name} {self.model!r}: environment variable {self.api_key_env} is not set"
-            )
-        return key
-
-    def _limit(self) -> asyncio.Semaphore:
-        # A semaphore belongs to one event loop; each asyncio.run (sync wrappers) starts a new one.
-        loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._loop is not loop:
-            self._semaphore = asyncio.Semaphore(self.max_concurrency)
-            self._loop = loop
-        return self._semaphore
+    if transport not in ("litellm", "direct"):
+        raise ConfigError(f"{who} transport must be 'litellm' or 'direct', got {transport!r}")
+    if transport == "direct" and not api_base:
+        raise ConfigError(f"{who} transport 'direct' needs api_base (an OpenAI-compatible URL)")
+    if transport == "direct" and not model.startswith(DIRECT_PREFIXES):
+        raise ConfigError(
+            f"{who} transport 'direct' speaks the OpenAI chat API only: model {model!r} "
+            f"does not start with {' or '.join(DIRECT_PREFIXES)}"
+        )
+    if not timeout_s > 0:
+        raise ConfigError(f"{who} timeout_s must be above 0, got {timeout_s}")
+    if retries < 0:
+        raise ConfigError(f"{who} retries must be at least 0, got {retries}")
+    if max_reply_chars < 1:
+        raise ConfigError(f"{who} max_reply_chars must be at least 1, got {max_reply_chars}")
 
 
 class JudgeReward(LLMJudge):
@@ -264,6 +321,11 @@ class JudgeReward(LLMJudge):
         input_cost_per_mtok: float | None = None,
         output_cost_per_mtok: float | None = None,
         structured: bool | None = None,
+        transport: Literal["litellm", "direct"] = "litellm",
+        timeout_s: float = 120.0,
+        retries: int = 2,
+        max_reply_chars: int = MAX_REPLY_CHARS,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         low, high = scale
         if not low < high:
@@ -282,6 +344,11 @@ class JudgeReward(LLMJudge):
             input_cost_per_mtok=input_cost_per_mtok,
             output_cost_per_mtok=output_cost_per_mtok,
             structured=structured,
+            transport=transport,
+            timeout_s=timeout_s,
+            retries=retries,
+            max_reply_chars=max_reply_chars,
+            breaker=breaker,
         )
         self.scale = (low, high)
 
@@ -332,7 +399,7 @@ def language_line(prompt: Prompt) -> str:
 
 def supports_response_schema(model: str) -> bool:
     """Whether litellm knows ``model`` to accept a JSON schema; ``False`` when unsure."""
-    if model.startswith("local/"):
+    if is_local(model):
         return False
     from arbitrage.llm import litellm
 
@@ -340,9 +407,3 @@ def supports_response_schema(model: str) -> bool:
         return bool(litellm().supports_response_schema(model=model))
     except Exception:  # an unknown model or provider: plain prose it is
         return False
-
-
-def _acompletion() -> CompletionFn:
-    from arbitrage.llm import litellm
-
-    return litellm().acompletion  # type: ignore[no-any-return]

@@ -70,6 +70,7 @@ class LocalJudgeReward(RewardModel):
     """
 
     name: ClassVar[str] = "local"
+    batched: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -9,10 +9,9 @@ third-party package adds its own under the entry-point group
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
-from arbitrage.registry import check_params, lookup
+from arbitrage.registry import Registry
 from routers.base import Route, Router
 
 ENTRY_POINT_GROUP = "arbitrage.routers"
@@ -27,25 +26,23 @@ ROUTERS: dict[str, str | type[Router]] = {
     "content": "routers.content:ContentRouter",
 }
 
-
-def register(name: str, router: type[Router]) -> None:
-    """Make ``router`` available by ``name`` (e.g. from a YAML config)."""
-    ROUTERS[name] = router
-
-
-def available() -> dict[str, str | type[Router]]:
-    """Built-in, registered and entry-point routers by name."""
-    found: dict[str, str | type[Router]] = {
-        ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)
-    }
-    return {**found, **ROUTERS}
+registry: Registry[Router] = Registry("router", Router, ENTRY_POINT_GROUP, ROUTERS)
+register = registry.register
+available = registry.available
 
 
 def get_router(name: str, teachers: Sequence[str], *, seed: int = 0, **params: Any) -> Router:
     """Build the router called ``name``; unknown names and params are ``ConfigError``s."""
-    cls = lookup(name, available(), Router, "router")
-    check_params(cls, params, f"router {name!r}", skip=2)
-    return cls(teachers, seed=seed, **params)
+    return registry.build(name, teachers, seed=seed, params=params)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "ROUTERS", "Route", "Router", "available", "get_router", "register"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ROUTERS",
+    "Route",
+    "Router",
+    "available",
+    "get_router",
+    "register",
+    "registry",
+]

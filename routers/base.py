@@ -103,6 +103,10 @@ class Router(ABC):
         Default: never escalate."""
         return [Route([]) for _ in outcomes]
 
+    def escalates(self) -> bool:
+        """Whether this router ever escalates (it overrides ``escalate``)."""
+        return type(self).escalate is not Router.escalate
+
     def escalate_checked(self, outcomes: Sequence[Outcome]) -> list[list[str]]:
         """``escalate``, validated, keeping only teachers that have not answered yet."""
         routes = self.check(self.escalate(outcomes), [o.prompt for o in outcomes], allow_empty=True)

@@ -95,6 +95,10 @@ class CascadeRouter(Router):
         self.generations = 0
         self._charged: dict[str, int] = {}
         self.escalations = 0
+        # prompts whose second opinions were decided, and the generations charged to them:
+        # what the budget is paced on (windows routed ahead have earned nothing yet)
+        self._paced = 0
+        self._paced_generations = 0
         self._predicted: dict[str, dict[str, float]] = {}
         self._decided: set[str] = set()
         self._gains: deque[float] = deque(maxlen=WINDOW)
@@ -122,6 +126,12 @@ class CascadeRouter(Router):
     def _allowance(self) -> float:
         """Generations the budget still allows beyond one per routed prompt."""
         return self.budget * self.routed - self.generations
+
+    def _spare(self) -> float:
+        """Generations the budget still allows beyond one per prompt decided on, counting
+        only prompts whose second opinions were decided (with windows in flight, those
+        routed ahead are not)."""
+        return self.budget * self._paced - self._paced_generations
 
     def route(self, prompts: Sequence[Prompt]) -> list[Route]:
         routes = []
@@ -165,8 +175,7 @@ class CascadeRouter(Router):
         failing stops being asked first, and a failed first answer calls for another."""
         values = {}
         for cand in outcome.candidates:
-            ok = cand.reward is not None and cand.generation.ok
-            values[cand.teacher] = float(cand.reward) if ok else self._failure()  # type: ignore[arg-type]
+            values[cand.teacher] = float(cand.reward) if cand.scored else self._failure()  # type: ignore[arg-type]
         return values
 
     def gain(self, outcome: Outcome) -> tuple[float, str | None]:
@@ -273,17 +282,22 @@ class CascadeRouter(Router):
     def escalate(self, outcomes: Sequence[Outcome]) -> list[Route]:
         found = [self.gain(o) for o in outcomes]
         for outcome, (g, _) in zip(outcomes, found, strict=True):
-            if outcome.prompt.id not in self._decided and math.isfinite(g):
-                self._gains.append(g)
-            self._decided.add(outcome.prompt.id)
+            pid = outcome.prompt.id
+            if pid not in self._decided:
+                self._paced += 1
+                self._paced_generations += self._charged.get(pid, len(outcome.candidates))
+                if math.isfinite(g):
+                    self._gains.append(g)
+            self._decided.add(pid)
         threshold = self._threshold()
         routes = [Route([]) for _ in outcomes]
         for i in sorted(range(len(outcomes)), key=lambda i: -found[i][0]):
             g, teacher = found[i]
-            if teacher is None or g <= self._material() or g < threshold or self._allowance() < 1:
+            if teacher is None or g <= self._material() or g < threshold or self._spare() < 1:
                 continue
             routes[i] = Route([teacher], "escalate")
             self.generations += 1
+            self._paced_generations += 1
             self.escalations += 1
             pid = outcomes[i].prompt.id
             self._charged[pid] = self._charged.get(pid, 1) + 1
@@ -296,7 +310,7 @@ class CascadeRouter(Router):
     def _threshold(self) -> float:
         """The gain a second opinion must reach: the top-``p`` quantile of gains seen, with
         ``p`` the share of prompts the budget lets us escalate (evened over ``horizon``)."""
-        rate = (self.budget - 1.0) + self._allowance() / self.horizon
+        rate = (self.budget - 1.0) + self._spare() / self.horizon
         rate = min(1.0, max(0.0, rate))
         if rate <= 0.0:
             return math.inf
@@ -317,6 +331,7 @@ class CascadeRouter(Router):
             charged = self._charged.pop(outcome.prompt.id, None)
             if charged is not None:
                 self.generations += outcome.n_generations - charged
+                self._paced_generations += outcome.n_generations - charged
             if not seen:
                 continue
             # residuals against what is known just before this outcome (not at routing
@@ -341,6 +356,8 @@ class CascadeRouter(Router):
         the history of first-answer gains that sets the escalation threshold."""
         self.routed += len(outcomes)
         self.generations += sum(o.n_generations for o in outcomes)
+        self._paced += len(outcomes)
+        self._paced_generations += sum(o.n_generations for o in outcomes)
         self.escalations += sum(
             o.n_generations - 1 for o in outcomes if o.routed_by.endswith(ESCALATED)
         )

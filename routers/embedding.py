@@ -154,8 +154,7 @@ class EmbeddingRouter(Router):
             by_teacher = {c.teacher: c for c in outcome.candidates}
             for j, teacher in enumerate(self.teachers):
                 cand = by_teacher[teacher]
-                ok = cand.reward is not None and cand.generation.ok
-                rewards[i, j] = float(cand.reward) if ok else 0.0  # type: ignore[arg-type]
+                rewards[i, j] = float(cand.reward) if cand.scored else 0.0  # type: ignore[arg-type]
         self._vectors = np.asarray(embed([o.prompt.text for o in full], self.model), np.float32)
         self._rewards = rewards
         return self

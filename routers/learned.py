@@ -115,7 +115,7 @@ class LearnedRouter(Router):
         for outcome in outcomes:
             # A truncated or empty answer loses to a usable one: that is the teacher's doing.
             # A failed call (rate limit, outage) says nothing about quality and is left out.
-            scored = [c.teacher for c in outcome.candidates if c.generation.status != "error"]
+            scored = [c.teacher for c in outcome.candidates if not c.generation.failed]
             if len(scored) < 2 or outcome.winner is None:
                 continue  # one answer is no comparison
             lang, task = outcome.prompt.language, outcome.prompt.task

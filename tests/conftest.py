@@ -23,6 +23,17 @@ OFFLINE_ENV = {
 os.environ.update(OFFLINE_ENV)
 
 
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No backoff between attempts (``Retry-After`` is still honoured): retried calls
+    take no random seconds. Ray workers, in other processes, keep the real one."""
+    import tenacity
+
+    from arbitrage.engine import client
+
+    monkeypatch.setattr(client, "BACKOFF", tenacity.wait_none())
+
+
 @pytest.fixture(scope="session")
 def _stub_server_session() -> Iterator[StubServer]:
     server = StubServer()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from arbitrage.config import load_config
-from arbitrage.run import preflight
+from arbitrage.factories import preflight
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

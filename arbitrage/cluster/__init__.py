@@ -2,8 +2,8 @@
 
     driver (where ``arbitrage run`` runs)           Ray actors
     ─────────────────────────────────────           ──────────
-    prompts.jsonl ─► Ray Data, batch by batch
-    router.route(batch)
+    prompts.jsonl ─► read a line at a time, windows of batch_size
+    router.route(window)
     call cache (SQLite) ─miss─► generation ───────► GenerationWorker × ray.workers ─► teachers
          ▲                                                │ before every attempt
          └──────── every answer, as it arrives            ▼
@@ -13,21 +13,38 @@
     reward.ascore_batch ──────► scoring ──────────► RewardWorker × ray.reward_workers (GPUs)
     router.update, outcomes.jsonl ◄── winners
 
-The routing and learning loop stays on the driver, batch by batch in pool order, so a
-Ray run routes exactly as a single-process run of the same config and seed; only the
-calls move. The driver keeps the call cache: it answers what the cache holds and stores
+The run's lifecycle and its loop (``arbitrage.run``, ``Arbitrage.astream``) are the
+ones a single-process run uses, on the driver, with the same windows in the same
+order (``arbitrage.schedule``), so a Ray run routes exactly as a single-process run of
+the same config and seed; only the calls move (``RayExecutor``).
+The driver keeps the call cache: it answers what the cache holds and stores
 each answer the moment it comes back, so a worker that dies is restarted and only the
 calls it had in flight are sent again.
 
     session.py   connect to a cluster or start a local instance; shut down only our own
-    stream.py    the pool, streamed by Ray Data
     gate.py      the run-wide limits actor
     workers.py   generation and reward actors
     remote.py    the teachers and reward model the loop sees, whose calls actors make
-    driver.py    the run: actors up, the loop, the report
+    driver.py    RayExecutor: actors up, the stand-ins for the loop, the report
 """
 
-from arbitrage.cluster.driver import arun_ray
-from arbitrage.cluster.session import require_ray
+from __future__ import annotations
 
-__all__ = ["arun_ray", "require_ray"]
+import importlib
+from typing import Any
+
+# Imported on first use: ``arbitrage.cluster.session`` (``preflight``'s Ray check) must
+# not pull in the driver, which imports the run's factories.
+_EXPORTS = {
+    "RayExecutor": "arbitrage.cluster.driver",
+    "require_ray": "arbitrage.cluster.session",
+}
+
+__all__ = ["RayExecutor", "require_ray"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arbitrage.cluster' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,10 +1,11 @@
-"""The driver of a Ray run: the single-process loop, with its calls made by actors.
+"""The driver of a Ray run: the run's lifecycle and loop as in one process, with its
+calls made by actors.
 
-The pool is streamed from ``prompts.jsonl`` one batch at a time; each batch goes through
-``Arbitrage.arun`` exactly as in a single-process run (the router routes, teachers
-answer, the reward scores, the router learns, outcomes are appended), so the routing
-decisions are the same. The teachers and the reward model the loop sees are stand-ins
-(``remote.py``) that send each call to an actor.
+``RayExecutor`` is the executor (``arbitrage.executor``) that ``arbitrage.run`` uses for
+``engine: ray``: it starts the gate and the workers, and gives the loop stand-in
+teachers and a stand-in reward model (``remote.py``) that send each call to an actor.
+The loop itself (routing, scoring order, learning, outcomes) is the same code as in a
+single-process run, so the decisions are the same.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.cluster.remote import (
@@ -28,23 +28,17 @@ from arbitrage.cluster.remote import (
     first_line,
 )
 from arbitrage.cluster.session import NAMESPACE, ray_session
-from arbitrage.cluster.stream import count_lines, quiet_ray_data, stream_prompts, todo_batches
 from arbitrage.cluster.workers import GenerationWorker, RewardWorker
 from arbitrage.config import RunConfig
 from arbitrage.engine.breaker import BreakerEvent
 from arbitrage.engine.budget import Budget
 from arbitrage.engine.cache import CallCache
 from arbitrage.errors import ClusterError
-from arbitrage.pipeline import Arbitrage, RunResult
-from arbitrage.records import Outcome
-from arbitrage.teachers import TeacherStats, engine_report, engine_teachers, open_cache
+from arbitrage.teachers import TeacherStats, engine_report
 from reward.base import RewardModel
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from arbitrage.live import TeacherPanel
-    from arbitrage.run import RunDir
+    from arbitrage.teachers import Teacher
 
 # Set on the driver, handed to every actor if set: a remote node does not inherit them.
 FORWARD_ENV = (
@@ -159,65 +153,67 @@ def start_actors(ray: Any, config: RunConfig, *, reward: bool) -> Actors:
     return actors
 
 
-async def arun_ray(
-    config: RunConfig,
-    *,
-    progress: Progress | None = None,
-    reward_model: RewardModel | None = None,
-    panel: TeacherPanel | None = None,
-    on_pool: Callable[[str], None] | None = None,
-) -> RunResult:
-    """``arun_config`` on Ray: the same run directory, outcomes and mixture.
+class RayExecutor:
+    """``engine: ray``: the teachers' calls made by generation workers and the reward's by
+    reward workers (or, with ``scorer``, in this process), behind one gate that holds
+    every limit and the budget for the whole run. The loop stays here, on the driver."""
 
-    ``reward_model``, if given, scores on the driver instead of on reward workers.
-    """
-    from arbitrage.run import RunDir, abuild_pool, pool_line, reward_spent, wrap_reward
-    from routers import get_router
+    def __init__(self, config: RunConfig, scorer: RewardModel | None = None) -> None:
+        self.config = config
+        self.scorer = scorer
+        self.teachers: list[RemoteTeacher] = []
+        self._stack = ExitStack()
+        self._actors: Actors | None = None
+        self._cache: CallCache | None = None
+        self._state: dict[str, Any] = {}
+        self._seen_at = 0.0
 
-    names = [t.name for t in config.teachers]
-    router = get_router(config.router.name, names, seed=config.seed, **config.router.params)
-    run_dir = RunDir(config.out)
-    run_dir.prepare(config)
-    cache = open_cache(config)
-    pool = run_dir.path / "prompts.jsonl"
-    try:
-        if not pool.exists():  # the pool is written once, on the driver, before any call
-            writers = engine_teachers(config)
-            for t in writers:
-                t.cache = cache
-            prompts, origin = await abuild_pool(config, writers)
-            run_dir.save_prompts(prompts)
-            if on_pool is not None:
-                on_pool(pool_line(prompts, origin))
-        elif on_pool is not None:
-            on_pool(pool_line(run_dir.iter_prompts(), f"resumed from {pool}"))
-        done = run_dir.load_outcomes()
-        run_dir.rewrite_outcomes(done)  # drop a torn last line before appending
-        with ray_session(config) as ray, quiet_ray_data():
-            actors = start_actors(ray, config, reward=reward_model is None)
-            try:
-                dispatch = Dispatch(actors.workers)
-                budget = Budget(config.budget_usd)
-                teachers = [RemoteTeacher(t, dispatch, budget, cache) for t in config.teachers]
-                if panel is not None:
-                    panel.attach(teachers)
-                if reward_model is not None:
-                    reward = wrap_reward(config, reward_model)
-                else:
-                    reward = await _remote_reward(config, actors.rewards)
-                engine = Arbitrage(teachers, reward, router, batch_size=config.batch_size)
-                result = await _loop(engine, actors, pool, done, run_dir, config, progress)
-                state = await actors.refresh(teachers)
-            finally:
-                actors.stop()
-        extra = _report(config, teachers, cache, actors, state)
-        if reward_model is not None:  # scored on the driver
-            extra["engine"]["judge_usd"] = round(reward_spent(reward), 6)
-    finally:
-        if cache is not None:
-            cache.close()
-    run_dir.write_outputs(config, result, extra=extra)
-    return result
+    async def __aenter__(self) -> RayExecutor:
+        ray = self._stack.enter_context(ray_session(self.config))
+        try:
+            self._actors = start_actors(ray, self.config, reward=self.scorer is None)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._actors is not None:
+                self._actors.stop()
+        finally:
+            self._stack.close()
+
+    async def parts(
+        self, cache: CallCache | None, budget: Budget
+    ) -> tuple[list[Teacher], RewardModel]:
+        from arbitrage.factories import attach_reward
+
+        assert self._actors is not None
+        self._cache = cache
+        dispatch = Dispatch(self._actors.workers)
+        self.teachers = [RemoteTeacher(t, dispatch, budget, cache) for t in self.config.teachers]
+        if self.scorer is not None:
+            attach_reward(self.scorer, cache, budget)
+            return list(self.teachers), self.scorer
+        return list(self.teachers), await _remote_reward(self.config, self._actors.rewards)
+
+    async def tick(self) -> None:
+        """The workers' counters and the gate's state, at most once a second."""
+        now = time.monotonic()
+        if self._actors is not None and now - self._seen_at >= 1.0:
+            self._seen_at = now
+            self._state = await self._actors.refresh(self.teachers)
+
+    async def report(self) -> dict[str, Any]:
+        from arbitrage.factories import reward_spent
+
+        assert self._actors is not None
+        self._state = await self._actors.refresh(self.teachers)
+        extra = _report(self.config, self.teachers, self._cache, self._actors, self._state)
+        if self.scorer is not None:  # scored on the driver
+            extra["engine"]["judge_usd"] = round(reward_spent(self.scorer), 6)
+        return extra
 
 
 def _report(
@@ -254,55 +250,10 @@ async def _remote_reward(config: RunConfig, workers: Sequence[Any]) -> RewardMod
         description: str = await workers[0].describe.remote()
     except RayError as exc:
         raise ClusterError(f"reward worker did not start: {first_line(exc)}") from None
-    from arbitrage.run import wrap_reward
-
     scorers = config.reward.scorers()
     models = [s for s in scorers if s.kind in ("local", "hf")]
     multiple = max((int(s.params.get("batch_size") or 8) for s in models), default=1)
     by_prompt: bool = await workers[0].per_prompt.remote()
     remote = RemoteReward(workers, multiple, description, by_prompt=by_prompt)
-    return wrap_reward(config, remote)
-
-
-async def _loop(
-    engine: Arbitrage,
-    actors: Actors,
-    pool: Path,
-    done: Sequence[Outcome],
-    run_dir: RunDir,
-    config: RunConfig,
-    progress: Progress | None,
-) -> RunResult:
-    """Batch by batch in pool order, as ``Arbitrage.arun`` does over a list."""
-    start = time.perf_counter()
-    finished = {o.prompt.id: o for o in done}
-    if finished:
-        engine.router.replay(list(finished.values()))
-    engine.reward.replay(done)  # as read: a repeated prompt counted as often as it was scored
-    seen: list[str] = []
-    size = config.batch_size
-    # the prompts done before this run, not those done in it: a pool may repeat a prompt,
-    # and a single-process run asks again for a repeat whose first copy this run answered
-    before = frozenset(finished)
-    batches = todo_batches(stream_prompts(pool, size), before, size, seen)
-    bar = None
-    if progress is not None:
-        bar = progress.add_task("prompts", total=count_lines(pool), completed=len(finished))
-    teachers = [t for t in engine.teachers.values() if isinstance(t, RemoteTeacher)]
-    try:
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-            got = await engine.arun(batch, on_outcomes=run_dir.append_outcomes)
-            finished.update((o.prompt.id, o) for o in got.outcomes)
-            if progress is not None and bar is not None:
-                progress.advance(bar, len(batch))
-            await actors.refresh(teachers)
-    finally:
-        with suppress(ValueError):  # still running in its thread (a cancelled run)
-            batches.close()
-    return RunResult(
-        outcomes=[finished[i] for i in seen if i in finished],
-        teachers=engine.order,
-        router=engine.router.name,
-        router_state=engine.router.state(),
-        elapsed_s=time.perf_counter() - start,
-    )
+    remote.batched = bool(models)  # type: ignore[misc]  # a model scores a round at once
+    return remote

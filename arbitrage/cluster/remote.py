@@ -1,10 +1,16 @@
-"""The teachers and the reward model the driver's loop sees: stand-ins whose calls
-actors make (``Arbitrage`` is the single-process one, unchanged)."""
+"""The teachers and the reward model the driver's loop sees: ordinary ones whose calls
+actors make (``Arbitrage`` is the single-process one, unchanged).
+
+A driver's teacher is a ``Teacher`` whose call path has one stage and a different send
+step: the run's call cache answers what it holds, and everything else is sent to a
+generation worker (``WorkerSend``), which runs the whole single-process call path
+there (retries, ``Retry-After``, the reply checks), its limits, breaker and budget held
+by the gate. Every answer is stored in the cache the moment it arrives.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -13,7 +19,8 @@ from arbitrage.cluster.workers import OverBudget, Refused
 from arbitrage.config import TeacherConfig
 from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.budget import Budget
-from arbitrage.engine.cache import CallCache, request_key
+from arbitrage.engine.cache import CallCache
+from arbitrage.engine.client import LLMClient
 from arbitrage.errors import BudgetExceeded, ClusterError, RewardError, TeacherUnavailable
 from arbitrage.records import Generation, Prompt
 from arbitrage.teachers import Teacher
@@ -36,7 +43,10 @@ class Dispatch:
         self._load = [0] * len(self.workers)
         self._teacher_load: dict[str, list[int]] = {}
 
-    async def generate(self, teacher: str, prompt: Prompt) -> Generation | Refused | OverBudget:
+    async def call(
+        self, teacher: str, request: dict[str, Any]
+    ) -> Generation | Refused | OverBudget:
+        """One call of ``teacher`` (its request: ``Teacher.request``), made by a worker."""
         from ray.exceptions import RayError, RayTaskError
 
         per = self._teacher_load.setdefault(teacher, [0] * len(self.workers))
@@ -44,8 +54,8 @@ class Dispatch:
         self._load[i] += 1
         per[i] += 1
         try:
-            reply: Generation | Refused | OverBudget = await self.workers[i].generate.remote(
-                teacher, prompt
+            reply: Generation | Refused | OverBudget = await self.workers[i].call.remote(
+                teacher, request
             )
             return reply
         except RayTaskError as exc:  # raised in the worker: a bug, not a death
@@ -65,50 +75,77 @@ class Dispatch:
 
 
 class MirrorBreaker(CircuitBreaker):
-    """The gate's view of a teacher's circuit, as of the driver's last look (for reports)."""
+    """The gate's view of a teacher's circuit, as of the driver's last look (for reports);
+    after a refusal the driver routes elsewhere until the gate said to look again."""
 
     mirrored = "closed"
+
+    def __init__(self, teacher: str) -> None:
+        super().__init__(teacher)
+        self.open_until = 0.0  # time.monotonic()
 
     @property
     def state(self) -> str:
         return self.mirrored
 
+    def available(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def refused(self, retry_in_s: float) -> None:
+        """The gate refused a call: the circuit is open for ``retry_in_s`` more."""
+        self.open_until = time.monotonic() + retry_in_s
+
+
+class WorkerSend:
+    """The send step of a driver's teacher: the whole call, made by a generation worker.
+
+    Takes ``litellm.acompletion``'s keyword arguments, as any send step does, and
+    returns the worker's ``Generation``.
+
+    Raises:
+        TeacherUnavailable: the gate found the circuit open.
+        BudgetExceeded: the call could cross the run's ``budget_usd``.
+        ClusterError: the worker failed or died past its restarts.
+    """
+
+    def __init__(self, dispatch: Dispatch, teacher: str, breaker: MirrorBreaker) -> None:
+        self.dispatch = dispatch
+        self.teacher = teacher
+        self.breaker = breaker
+
+    async def __call__(self, **request: Any) -> Generation:
+        reply = await self.dispatch.call(self.teacher, request)
+        if isinstance(reply, Refused):
+            self.breaker.refused(reply.retry_in_s)
+            raise TeacherUnavailable(
+                f"teacher {self.teacher!r} is out of rotation (circuit open)",
+                teacher=self.teacher,
+            )
+        if isinstance(reply, OverBudget):
+            raise BudgetExceeded(reply.message)
+        return reply
+
 
 class RemoteTeacher(Teacher):
     """What the loop sees of a teacher: the run's call cache answers what it holds, a
-    generation worker the rest, and its answer is stored the moment it arrives."""
+    generation worker the rest (``WorkerSend``), and its answer is stored the moment it
+    arrives. ``limits``, ``breaker`` and ``budget`` mirror the gate's (for the live panel
+    and the report); the worker's call path applies them."""
 
     def __init__(
         self, config: TeacherConfig, dispatch: Dispatch, budget: Budget, cache: CallCache | None
     ) -> None:
-        super().__init__(config, budget=budget, breaker=MirrorBreaker(config.name), cache=cache)
-        self._dispatch = dispatch
-        self._open_until = 0.0
-
-    def available(self) -> bool:
-        return time.monotonic() >= self._open_until
-
-    async def agenerate(self, prompt: Prompt) -> Generation:
-        key = ""
-        if self.cache is not None:
-            key = request_key(self.request(prompt.messages(), key=prompt.id))
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats.cached += 1
-                return dataclasses.replace(hit, prompt_id=prompt.id, teacher=self.name)
-        reply = await self._dispatch.generate(self.name, prompt)
-        if isinstance(reply, Refused):
-            self._open_until = time.monotonic() + reply.retry_in_s
-            raise TeacherUnavailable(
-                f"teacher {self.name!r} is out of rotation (circuit open)",
-                teacher=self.name,
-                prompt_id=prompt.id,
-            )
-        if isinstance(reply, OverBudget):
-            raise BudgetExceeded(reply.message)
-        if self.cache is not None:
-            self.cache.put(key, reply)  # failed calls are not stored: a rerun retries them
-        return reply
+        breaker = MirrorBreaker(config.name)
+        client = LLMClient(
+            config.name,
+            config.model,
+            send=WorkerSend(dispatch, config.name, breaker),
+            cache=cache,
+            retries=0,  # the worker retries
+            timeout_s=None,  # and times each attempt
+            label=f"teacher {config.name!r}",
+        )
+        super().__init__(config, budget=budget, breaker=breaker, client=client)
 
 
 class RemoteReward(RewardModel):

@@ -1,10 +1,10 @@
 """The actors that make the calls: generation workers (teachers) and reward workers.
 
-A generation worker holds one ordinary ``Teacher`` per configured teacher, with its
-limits and breaker swapped for ones that ask the run's gate: the call path (retries,
-``Retry-After``, failures as data) is the single-process one. The call cache is the
-driver's: it serves what is there before a call is sent, and stores every answer the
-moment it comes back (``driver.RemoteTeacher``).
+A generation worker holds one ordinary ``Teacher`` per configured teacher, built with
+limits and a breaker that ask the run's gate: the call path (``engine/client.py``:
+retries, ``Retry-After``, the total timeout, failures as data) is the single-process
+one. The call cache is the driver's: it serves what is there before a call is sent, and
+stores every answer the moment it comes back (``remote.RemoteTeacher``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from arbitrage.config import RunConfig
 from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.errors import TeacherUnavailable
+from arbitrage.factories import reward_spent
 from arbitrage.records import Generation, Prompt
-from arbitrage.run import reward_spent
 from arbitrage.teachers import Teacher, open_cache
 from reward.base import Score
 
@@ -126,22 +126,23 @@ class GenerationWorker:
         for cfg in config.teachers:
             limits = SharedLimits(cfg.name, self.gate, self.incarnation)
             breaker = SharedBreaker(cfg.name, self.gate, limits)
-            teacher = Teacher(cfg, breaker=breaker)
-            teacher.limits = limits
-            self.teachers[cfg.name] = teacher
+            self.teachers[cfg.name] = Teacher(cfg, breaker=breaker, limits=limits)
 
-    async def generate(self, teacher: str, prompt: Prompt) -> Generation | Refused | OverBudget:
-        """One answer from the teacher (not in the cache); the budget is reserved run-wide."""
+    async def call(
+        self, teacher: str, request: dict[str, Any]
+    ) -> Generation | Refused | OverBudget:
+        """One call of the teacher (not in the cache; ``request``: ``Teacher.request``);
+        the budget is reserved run-wide."""
         t = self.teachers[teacher]
         estimate = 0.0
         if self.limited:
-            estimate = t.worst_case_usd(prompt.messages())
+            estimate = t.worst_case_usd(request["messages"], int(request["max_tokens"]))
             stop = await self.gate.reserve.remote(self.incarnation, teacher, estimate)
             if stop is not None:
                 return OverBudget(stop)
         gen: Generation | None = None
         try:
-            gen = await t.agenerate(prompt)
+            gen = await t.client.call(request)
         except TeacherUnavailable:
             return Refused(await self.gate.retry_in.remote(teacher))
         finally:
@@ -177,7 +178,7 @@ class RewardWorker:
     def __init__(self, config: RunConfig, gate: str, env: dict[str, str], driver_node: str) -> None:
         import ray
 
-        from arbitrage.run import attach_reward, build_scorer
+        from arbitrage.factories import attach_reward, build_scorer
 
         os.environ.update(env)
         self.gate = _actor(gate)

@@ -1,18 +1,28 @@
 """Prices, spend and the ``budget_usd`` stop.
 
-Before each call the teacher reserves its worst-case cost (estimated prompt tokens
-plus ``max_tokens`` at the teacher's price); the call is refused with
+Before each attempt the caller reserves its worst-case cost (an upper bound of the
+prompt's tokens plus ``max_tokens`` at the model's price); the call is refused with
 ``BudgetExceeded`` if spent + reserved + this reservation would cross the budget.
-When the call returns, the reservation is replaced by its actual cost. Calls served
-from the cache cost nothing.
+When the call returns, the reservation is replaced by its actual cost, from the token
+counts the server reports. Calls served from the cache cost nothing.
+
+The prompt bound holds for every script: 4 characters a token only for ASCII letters
+and spaces; a token for every digit, punctuation mark and line break; and for any
+other character a token per UTF-8 byte, which no tokenizer exceeds (byte-level BPE,
+SentencePiece's byte fallback), where 4 characters a token undercounts Chinese 4 to
+12 times. Where tiktoken knows the model, its own count is taken if it is higher.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import string
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.errors import BudgetExceeded
+from arbitrage.llm import is_local
 from arbitrage.records import Usage
 
 if TYPE_CHECKING:
@@ -28,7 +38,7 @@ def price_per_token(
     if input_override is not None and output_override is not None:
         return input_override / PER_MTOK, output_override / PER_MTOK
     known_in, known_out = 0.0, 0.0
-    if not model.startswith("local/"):
+    if not is_local(model):
         from arbitrage.llm import litellm
 
         cost_map: dict[str, Any] = litellm().model_cost
@@ -46,16 +56,66 @@ def teacher_prices(config: TeacherConfig) -> tuple[float, float]:
     return price_per_token(config.model, config.input_cost_per_mtok, config.output_cost_per_mtok)
 
 
-def prompt_tokens(messages: list[dict[str, str]]) -> int:
-    """A rough token count (4 characters a token), for reservations and estimates."""
-    return len(json.dumps(messages, ensure_ascii=False)) // 4 + 4
+# ASCII characters that take a token each, or nearly (many tokenizers split numbers into
+# digits; code and JSON are mostly punctuation): deleted, they are counted.
+_DENSE = str.maketrans("", "", string.digits + string.punctuation + "\n\r\t")
+
+
+def text_tokens(text: str) -> int:
+    """An upper bound of the tokens of ``text`` in any script, without a tokenizer: 4
+    ASCII letters or spaces a token, a token for every digit, punctuation mark or line
+    break, and a token for every UTF-8 byte of every other character."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    other_bytes = len(text.encode("utf-8", "surrogatepass")) - ascii_chars
+    dense = len(text) - len(text.translate(_DENSE))
+    return math.ceil((ascii_chars - dense) / 4) + dense + other_bytes
+
+
+def prompt_tokens(messages: list[dict[str, str]], model: str | None = None) -> int:
+    """An upper bound of a prompt's tokens (``text_tokens`` of the messages as JSON),
+    or, where tiktoken knows ``model``, its count if that is higher."""
+    bound = text_tokens(json.dumps(messages, ensure_ascii=False)) + 4
+    if model is None or not _tiktoken_knows(model):
+        return bound
+    from arbitrage.llm import litellm
+
+    try:
+        counted = int(litellm().token_counter(model=model, messages=messages))
+    except Exception:  # a message litellm cannot count: the bound stands
+        return bound
+    return max(bound, counted)
+
+
+# The encodings litellm ships (any other would be fetched from the internet).
+_BUNDLED_ENCODINGS = frozenset({"cl100k_base", "o200k_base"})
+
+
+@functools.lru_cache(maxsize=256)
+def _tiktoken_knows(model: str) -> bool:
+    """Whether tiktoken has ``model``'s own tokenizer (OpenAI models); for others
+    litellm would count with a default one, no better than the bound."""
+    try:
+        import tiktoken
+    except ImportError:  # a litellm dependency; without it, the bound
+        return False
+    name = model.split("/", 1)[1] if model.startswith(("openai/", "azure/")) else model
+    try:
+        encoding = tiktoken.encoding_name_for_model(name)
+    except KeyError:
+        return False
+    return encoding in _BUNDLED_ENCODINGS
 
 
 def worst_case_usd(
-    messages: list[dict[str, str]], max_tokens: int, prices: tuple[float, float]
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    prices: tuple[float, float],
+    model: str | None = None,
 ) -> float:
-    """What a call may cost at most: its prompt (estimated) plus ``max_tokens`` of answer."""
-    return prompt_tokens(messages) * prices[0] + max_tokens * prices[1]
+    """What a call may cost at most: its prompt (an upper bound) plus ``max_tokens`` of
+    answer."""
+    prompt = prompt_tokens(messages, model) if prices[0] > 0 else 0
+    return prompt * prices[0] + max_tokens * prices[1]
 
 
 def usage_usd(usage: Usage, prices: tuple[float, float]) -> float:

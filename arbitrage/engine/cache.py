@@ -1,4 +1,5 @@
-"""Durable call cache: every returned teacher call, stored the moment it returns.
+"""Durable call cache: every returned call (teacher, writer, judge), stored the moment it
+returns.
 
 A call is keyed by a content hash of what decides its answer: model, ``api_base``,
 messages and generation parameters (seed included). The API key, the timeout and
@@ -80,6 +81,19 @@ class CallCache:
                 (key, generation.teacher, generation.model, generation.status, record, time.time()),
             )
             self.writes += 1
+
+    def paid_usd(self) -> float:
+        """USD already paid for the calls stored here (every row's ``cost_usd``, judges'
+        included): what a rerun of the same calls will not pay again."""
+        with self._lock:
+            try:
+                (total,) = self._db.execute(
+                    "SELECT SUM(json_extract(generation, '$.cost_usd')) FROM calls"
+                ).fetchone()
+            except sqlite3.OperationalError:  # an SQLite built without JSON functions
+                rows = self._db.execute("SELECT generation FROM calls").fetchall()
+                total = sum(float(json.loads(r[0]).get("cost_usd") or 0.0) for r in rows)
+        return float(total or 0.0)
 
     def __len__(self) -> int:
         with self._lock:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from arbitrage.config import RunConfig
-from arbitrage.engine.budget import price_per_token, teacher_prices
+from arbitrage.engine.budget import price_per_token, teacher_prices, text_tokens
 from routers.cascade import CASCADES, DEFAULT_BUDGET
 
 PROMPT_TOKENS = 60  # a persona + task frame, measured on the bundled pool
@@ -55,8 +55,8 @@ def _prompt_tokens(config: RunConfig) -> int:
     if config.pool.prompts and Path(config.pool.prompts).is_file():
         lines = Path(config.pool.prompts).read_text(encoding="utf-8").splitlines()[:500]
         texts = [json.loads(x).get("text", "") for x in lines if x.strip()]
-        if texts:
-            return sum(len(t) for t in texts) // (4 * len(texts)) + 4
+        if texts:  # the budget's bound: 4 ASCII characters a token, 1 for every other
+            return sum(text_tokens(t) for t in texts) // len(texts) + 4
     return PROMPT_TOKENS
 
 

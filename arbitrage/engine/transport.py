@@ -17,7 +17,12 @@ both transports alike. A 200 whose body is not a usable completion (not JSON, no
 choices, no message, content that is not text) raises ``MalformedReply``: the same
 check ``chat_reply`` makes of litellm's responses, so both transports name the reason.
 The API key travels only in the ``Authorization`` header and is scrubbed from
-every error message.
+every error message, before the message is cut to length. At most ``max_reply_chars``
+characters' worth of body is read from the socket (``reply_byte_cap``): a longer reply
+raises ``ReplyTooLong`` before it is held in memory.
+
+Retries, limits, the breaker, the budget and the total ``timeout_s`` are the caller's
+(``engine/client.py``); this is only the send step.
 """
 
 from __future__ import annotations
@@ -42,6 +47,21 @@ if TYPE_CHECKING:
 _NOT_IN_BODY = frozenset(
     {"model", "messages", "api_base", "api_key", "timeout", "max_retries", "num_retries"}
 )
+#: The longest answer a caller accepts unless told otherwise: no real answer is this long.
+MAX_REPLY_CHARS = 1_000_000
+_ERROR_BODY_BYTES = 64 * 1024  # what is read of an error reply: its message is cut to 300
+_ERROR_CHARS = 300
+
+
+def reply_byte_cap(max_chars: int) -> int:
+    """The most bytes read of a reply whose text may hold ``max_chars`` characters: 6
+    bytes a character (a ``\\uXXXX`` escape), plus room for the rest of the body."""
+    return 6 * max_chars + 64 * 1024
+
+
+class ReplyTooLong(Exception):
+    """A reply longer than the caller accepts (``max_reply_chars``); ``str()`` says how
+    long. Not retried: the candidate fails with ``error="reply too long: ..."``."""
 
 
 class MalformedReply(Exception):
@@ -66,6 +86,7 @@ async def direct_completion(
     api_base: str,
     api_key: str | None = None,
     timeout: float = 120.0,
+    max_reply_chars: int = MAX_REPLY_CHARS,
     **params: Any,
 ) -> ChatReply:
     """POST one chat completion to ``{api_base}/chat/completions``.
@@ -73,11 +94,13 @@ async def direct_completion(
     Takes ``litellm.acompletion``'s keyword arguments: ``model`` loses its provider
     prefix (``openai/``, ``hosted_vllm/``), every other parameter is a body field,
     except ``extra_headers`` (sent as headers), ``extra_body`` (merged into the
-    body) and litellm's own retry counts (ignored: retries are the teacher's).
+    body) and litellm's own retry counts (ignored: retries are the caller's).
+    ``timeout`` bounds the whole request; ``max_reply_chars`` what is read of the reply.
 
     Raises:
         litellm.exceptions.*: as litellm raises them for the same failure.
         MalformedReply: a 200 whose body is not a usable completion.
+        ReplyTooLong: a body longer than ``max_reply_chars`` characters could take.
     """
     import aiohttp
 
@@ -102,10 +125,11 @@ async def direct_completion(
             timeout=_timeout(float(timeout)),
             proxy=_proxy(url),
         ) as response:
-            raw = await response.read()
             if not 200 <= response.status < 300:
-                text = _error_text(raw)
+                raw = await _read(response, _ERROR_BODY_BYTES, cut=True)
+                text = _error_text(raw, api_key)
                 raise _error(model, api_key, response.status, text, dict(response.headers), url)
+            raw = await _read(response, reply_byte_cap(max_reply_chars))
     except (asyncio.TimeoutError, TimeoutError):
         raise _error(model, api_key, 408, f"no answer within {timeout:g} s") from None
     except aiohttp.ClientError as exc:
@@ -115,6 +139,22 @@ async def direct_completion(
     except ValueError:  # UnicodeDecodeError included
         raise MalformedReply(f"the body is not JSON ({len(raw)} bytes)") from None
     return chat_reply(data)
+
+
+async def _read(response: aiohttp.ClientResponse, cap: int, *, cut: bool = False) -> bytes:
+    """The body, at most ``cap`` bytes of it: past that, the first ``cap`` (``cut``) or
+    ``ReplyTooLong``, without reading on."""
+    length = response.content_length
+    if not cut and length is not None and length > cap:
+        raise ReplyTooLong(f"{length:,} bytes, more than {cap:,}")
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > cap:
+            if cut:
+                return bytes(body[:cap])
+            raise ReplyTooLong(f"more than {cap:,} bytes")
+    return bytes(body)
 
 
 def chat_reply(response: Any) -> ChatReply:
@@ -159,17 +199,19 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def _error_text(raw: bytes) -> str:
-    """The server's error message (OpenAI's ``{"error": {"message": ...}}``), else its body."""
+def _error_text(raw: bytes, api_key: str | None) -> str:
+    """The server's error message (OpenAI's ``{"error": {"message": ...}}``), else its
+    body: the key scrubbed first, then cut to 300 characters (a cut through the key
+    would leave a prefix that no longer matches it)."""
     text = raw.decode("utf-8", errors="replace")
     try:
         error = json.loads(text).get("error")
         message = error.get("message") if isinstance(error, dict) else error
         if message:
-            return str(message)[:300]
+            text = str(message)
     except (ValueError, AttributeError):
         pass
-    return text[:300]
+    return scrub(text, [api_key or ""])[:_ERROR_CHARS]
 
 
 def _error(

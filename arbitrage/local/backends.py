@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbitrage.errors import ConfigError, ModelNotAvailable
-from arbitrage.local.models import ModelSpec, cache_dir, gguf_path
+from arbitrage.local.models import ModelSpec, cache_dir, get_spec, gguf_path
 
 Messages = Sequence[dict[str, str]]
 
@@ -316,6 +316,25 @@ class LlamaCppModel(LocalModel):
                         scores[token.strip()] += math.exp(logprob)
                 results.append(_normalise(scores))
         return results
+
+
+_MODELS: dict[str, LocalModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def get_model(name: str) -> LocalModel:
+    """The loaded model called ``name``, loaded once per process (thread-safe).
+
+    Raises:
+        ModelNotAvailable: unknown name, package not installed, or a hash mismatch.
+    """
+    model = _MODELS.get(name)
+    if model is not None:
+        return model
+    with _LOAD_LOCK:
+        if name not in _MODELS:
+            _MODELS[name] = load_backend(get_spec(name))
+        return _MODELS[name]
 
 
 def load_backend(spec: ModelSpec) -> LocalModel:

@@ -15,11 +15,10 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from arbitrage.llm import litellm
-from arbitrage.local import get_model
-from arbitrage.local.backends import LocalResult, Messages
+from arbitrage.llm import LOCAL_PROVIDER, litellm
+from arbitrage.local.backends import LocalResult, Messages, get_model
 
-PROVIDER = "local"
+PROVIDER = LOCAL_PROVIDER
 MAX_BATCH = 8
 BATCH_WINDOW_S = 0.03
 DEFAULT_MAX_TOKENS = 256

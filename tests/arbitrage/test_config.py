@@ -3,7 +3,7 @@ import pytest
 from arbitrage.cli import main
 from arbitrage.config import default_config, load_config, parse_config
 from arbitrage.errors import ConfigError
-from arbitrage.run import config_hash
+from arbitrage.rundir import config_hash
 
 T = [{"name": "a", "model": "openai/m"}]
 

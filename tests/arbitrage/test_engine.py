@@ -219,7 +219,8 @@ def test_breaker_opens_after_k_failures_then_probes_once():
 
 def test_dead_teacher_is_circuit_broken_and_the_run_finishes_on_the_others(tmp_path, stub):
     stub.set_handler("beta", lambda m: Reply("boom", status=500))
-    config = write(tmp_path, stub.url, breaker={"failures": 3, "cooldown_s": 600})
+    # one window in flight: what "the first batch" below means
+    config = write(tmp_path, stub.url, breaker={"failures": 3, "cooldown_s": 600}, windows=1)
     start = time.monotonic()
     assert main(["run", str(config)]) == 0
     assert time.monotonic() - start < 30
@@ -248,6 +249,7 @@ def test_learning_routers_never_route_to_an_open_circuit(tmp_path, stub, router)
         stub.url,
         router={"name": router, "params": params},
         breaker={"failures": 2, "cooldown_s": 600},
+        windows=1,  # one window in flight: what "the first batch" below means
     )
     assert main(["run", str(config)]) == 0
     lines = (tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()
@@ -278,7 +280,8 @@ def test_every_teacher_down_stops_with_one_line_and_keeps_work(tmp_path, stub, c
 
     stub.set_handler("alpha", dies_later)
     stub.set_handler("beta", dies_later)
-    config = write(tmp_path, stub.url, breaker={"failures": 2, "cooldown_s": 600})
+    # one window in flight: what "the first batch" below means
+    config = write(tmp_path, stub.url, breaker={"failures": 2, "cooldown_s": 600}, windows=1)
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -331,31 +334,6 @@ def test_estimate_prints_a_table_without_calling_anyone(tmp_path, stub, capsys):
     assert stub.requests == [] and not (tmp_path / "run").exists()
     # 1000 calls per teacher: 60k input tokens at $1/M + 100k output tokens at $2/M = $0.26
     assert out.count("1,000") >= 2 and "0.2600" in out and "0.5200" in out
-
-
-# --- retry-failed ------------------------------------------------------------------------
-
-
-def test_retry_failed_re_requests_only_failed_calls(tmp_path, stub, capsys):
-    stub.set_handler("beta", lambda m: Reply("boom", status=500))
-    config = write(tmp_path, stub.url, breaker={"failures": 1000, "cooldown_s": 1})
-    config_data = yaml.safe_load(config.read_text())
-    for t in config_data["teachers"]:
-        t["retries"] = 0
-    config.write_text(yaml.safe_dump(config_data))
-    assert main(["run", str(config)]) == 0
-    assert report(tmp_path)["teachers"]["beta"]["failed"] == 24
-    stub.reset()
-    stub.set_handler("judge", lambda m: "Score: 9" if "beta" in m[-1]["content"] else "Score: 5")
-    assert main(["retry-failed", str(tmp_path / "run")]) == 0
-    assert "retried 24 prompts; 0 still have a failed call" in capsys.readouterr().out
-    assert teacher_requests(stub, "alpha") == []
-    assert len(teacher_requests(stub, "beta")) == 24
-    rows = [json.loads(x) for x in (tmp_path / "run" / "mixture.jsonl").read_text().splitlines()]
-    assert len(rows) == 24 and {r["teacher"] for r in rows} == {"beta"}
-    assert len((tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()) == 24
-    assert main(["retry-failed", str(tmp_path / "run")]) == 0
-    assert "no failed calls" in capsys.readouterr().out
 
 
 def test_judge_calls_count_against_the_budget(tmp_path, stub, capsys):

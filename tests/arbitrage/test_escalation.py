@@ -308,6 +308,7 @@ def test_a_killed_bandit_run_resumes_without_asking_again_and_within_budget(tmp_
         batch_size=4,
         cache={"enabled": False},  # every call the rerun makes reaches the stub
         router={"name": "bandit", "params": {"max_generations_per_prompt": 1.5}},
+        windows=1,  # one batch in flight: what "the third is held" above means
     )
     path = write(tmp_path, config)
     run = tmp_path / "run"
@@ -372,6 +373,7 @@ def test_a_teacher_that_is_down_when_asked_for_a_second_opinion_leaves_the_first
         stub.url,
         ("a", "b"),
         batch_size=1,  # one prompt at a time: the circuit opens after exactly two calls
+        windows=1,
         pool={"prompts": prompts_file(tmp_path)},
         breaker={"failures": 2, "cooldown_s": 600},
         router={"name": "second-opinion", "params": {"threshold": 0.5}},

@@ -7,10 +7,10 @@ import pytest
 from arbitrage.config import parse_config
 from arbitrage.engine.estimate import estimate
 from arbitrage.errors import DataError
+from arbitrage.factories import abuild_pool
 from arbitrage.personas import bundled_personas, load_personas
 from arbitrage.pool import awrite, describe, load_prompts, plan, template_text
 from arbitrage.records import Persona, Prompt
-from arbitrage.run import abuild_pool
 from arbitrage.tasks import TASKS
 
 TEACHERS = [{"name": "a", "model": "openai/a"}]

@@ -308,7 +308,7 @@ def test_engine_ray_without_ray_installed_is_one_clear_line(tmp_path, stub, monk
 
 
 def test_the_engine_is_not_part_of_the_run_so_a_run_moves_between_engines():
-    from arbitrage.run import config_hash
+    from arbitrage.rundir import config_hash
 
     local = parse_config(stub_config("out", "http://127.0.0.1:1/v1"))
     on_ray = parse_config(

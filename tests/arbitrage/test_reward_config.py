@@ -9,7 +9,7 @@ import pytest
 
 from arbitrage.config import RunConfig, parse_config
 from arbitrage.errors import ConfigError
-from arbitrage.run import build_reward, build_scorer, preflight
+from arbitrage.factories import build_reward, build_scorer, preflight
 from reward.calibrate import LanguageNormalised, LengthControl
 from reward.ensemble import Panel, WeightedSum
 from reward.gate import LanguageGate

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from rich.console import Console
 from stub_server import stub_config
 
@@ -20,7 +19,7 @@ from arbitrage.cli import main
 from arbitrage.config import parse_config
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from arbitrage.router_eval import show
-from arbitrage.run import RunDir
+from arbitrage.rundir import RunDir
 
 TEACHERS = ("alpha", "beta", "gamma")
 COST = {"alpha": 0.001, "beta": 0.003, "gamma": 0.0005}
@@ -42,8 +41,8 @@ def make_run(path: Path, router: dict[str, Any] | None = None) -> Path:
     config = stub_config(str(path), "http://127.0.0.1:9", teachers=TEACHERS)
     if router is not None:
         config["router"] = router
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(parse_config(config).public_dict()))
+    run_dir = RunDir(path)
+    run_dir.prepare(parse_config(config))
     outcomes = []
     for i in range(N):
         language, task = ("en", "fr")[i % 2], ("open_qa", "math")[i // 2 % 2]
@@ -56,7 +55,7 @@ def make_run(path: Path, router: dict[str, Any] | None = None) -> Path:
             for t in TEACHERS
         )
         outcomes.append(Outcome(prompt, candidates, pick_winner(candidates, list(TEACHERS))))
-    RunDir(path).append_outcomes(outcomes)
+    run_dir.append_outcomes(outcomes)
     return path
 
 

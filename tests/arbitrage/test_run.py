@@ -30,6 +30,8 @@ def write_config(tmp_path: Path, url: str, **overrides) -> Path:
         url,
         batch_size=6,
         router={"name": "learned", "params": {"warmup": 6, "explore": 0.0}},
+        # one window in flight: the router learns the warm-up before routing the rest
+        windows=1,
     )
     config.update(overrides)
     path = tmp_path / "config.yaml"
@@ -208,3 +210,18 @@ def test_a_prompts_file_is_used_whole_and_the_pool_line_says_what_it_holds(
     assert "languages" not in err  # pool.languages (en, fr, sw) is not what the pool holds
     assert main(["run", str(config)]) == 0  # resumes: the same config, the same hash
     assert f"{held}, resumed from {run / 'prompts.jsonl'}" in capsys.readouterr().err
+
+
+def test_a_run_checks_its_config_once_and_builds_its_router_once(tmp_path, teachers, monkeypatch):
+    import routers
+
+    built = []
+    build = routers.registry.build
+
+    def counted(name, *args, **kwargs):
+        built.append(name)
+        return build(name, *args, **kwargs)
+
+    monkeypatch.setattr(routers.registry, "build", counted)
+    assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
+    assert built == ["learned"]

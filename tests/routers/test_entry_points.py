@@ -1,12 +1,9 @@
 """A third-party router found through the ``arbitrage.routers`` entry-point group, usable by name."""
 
-import sys
 import textwrap
 
+import plugins
 import pytest
-
-from arbitrage.records import Prompt
-from routers import available, get_router
 
 PLUGIN = textwrap.dedent(
     """
@@ -27,24 +24,10 @@ PLUGIN = textwrap.dedent(
 
 @pytest.fixture
 def installed_plugin(tmp_path, monkeypatch):
-    """A real (if tiny) installed distribution: a module plus a dist-info with entry_points.txt."""
-    (tmp_path / "arb_plugin.py").write_text(PLUGIN)
-    dist = tmp_path / "arb_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: arb-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[arbitrage.routers]\nlast_teacher = arb_plugin:LastTeacher\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield
-    sys.modules.pop("arb_plugin", None)
-
-
-def test_entry_point_router_is_listed_and_built_by_name(installed_plugin):
-    assert available()["last_teacher"] == "arb_plugin:LastTeacher"
-    router = get_router("last_teacher", ["a", "b"], repeat=2)
-    route = router.route([Prompt(text="q", language="en", task="math")])[0]
-    assert route.teachers == ["b"] and route.reason == "plugin x2"
+    with plugins.installed_plugin(
+        tmp_path, monkeypatch, "arbitrage.routers", "last_teacher", PLUGIN, attr="LastTeacher"
+    ) as ref:
+        yield ref
 
 
 def test_entry_point_router_from_yaml_config(installed_plugin, tmp_path, stub_server, monkeypatch):

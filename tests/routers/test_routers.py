@@ -2,7 +2,7 @@ import pytest
 
 from arbitrage.errors import ConfigError, RoutingError
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
-from routers import Route, Router, get_router, register
+from routers import Route, Router, get_router
 
 TEACHERS = ["a", "b", "c"]
 
@@ -93,23 +93,6 @@ def test_check_rejects_bad_routes():
         router.check([Route(["zz"])], [prompt("en")])
     with pytest.raises(RoutingError, match="returned 0 routes for 1 prompts"):
         router.check([], [prompt("en")])
-
-
-def test_custom_router_registered_by_name():
-    class Shortest(Router):
-        name = "shortest"
-
-        def route(self, prompts):
-            return [Route([self.teachers[-1]], "rule") for _ in prompts]
-
-    register("shortest", Shortest)
-    router = get_router("shortest", TEACHERS)
-    assert router.route([prompt("en")])[0].teachers == ["c"]
-
-
-def test_unknown_router_names_the_closest():
-    with pytest.raises(ConfigError, match="did you mean 'random'"):
-        get_router("randum", TEACHERS)
 
 
 def test_pick_winner_breaks_ties_by_config_order_and_skips_bad_answers():

@@ -1,0 +1,376 @@
+"""One call path for every LLM call: teachers, the prompt writer and the judges.
+
+    LLMClient.complete(request)
+      │  the call cache: a call that came back is never paid for twice
+      ▼
+    attempts (tenacity): retryable failures only (429, 5xx, timeouts, dropped
+      │  connections, malformed 200s), exponential backoff with full jitter, or as
+      │  long as the server's Retry-After says
+      ▼  each attempt
+    budget.reserve(worst case) → breaker.allow() → limits.slot() → send(**request),
+    at most timeout_s in all → the reply checked (shape, max_reply_chars) and priced
+    → breaker and limits told → budget.settle(what it cost)
+
+The send step is the one part that differs (``engine/send.py``):
+``litellm.acompletion`` (any provider, ``local/`` models included), the direct
+transport (``engine/transport.py``), or any function with acompletion's signature (a
+test's fake; a Ray generation worker, which runs this same path on its side:
+``cluster/remote.py``). A stage given as ``None`` (no cache, budget, breaker or
+limits) is skipped.
+
+A failure never escapes as an exception unless it is an ``ArbitrageError`` (an open
+circuit, the budget, a missing API key): it becomes a ``Generation`` with ``error``
+set, the API key scrubbed from it before it is cut to length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import tenacity
+
+from arbitrage.engine.breaker import CircuitBreaker
+from arbitrage.engine.budget import (
+    Budget,
+    price_per_token,
+    prompt_tokens,
+    usage_usd,
+    worst_case_usd,
+)
+from arbitrage.engine.cache import CallCache, request_key
+from arbitrage.engine.limits import MAX_RETRY_AFTER_S, TeacherLimits
+from arbitrage.engine.send import SendPlan, completion_cost, retry_after, send_plan
+from arbitrage.engine.transport import (
+    MAX_REPLY_CHARS,
+    ChatReply,
+    MalformedReply,
+    ReplyTooLong,
+    chat_reply,
+)
+from arbitrage.errors import ArbitrageError, ConfigError, TeacherUnavailable
+from arbitrage.llm import CompletionFn, is_local, scrub
+from arbitrage.records import Generation, Usage
+
+#: The wait before another attempt, unless the server says how long (``Retry-After``):
+#: up to 0.5 s, doubling with each attempt, at most 20 s, drawn uniformly (full jitter).
+DEFAULT_BACKOFF: tenacity.wait.wait_base = tenacity.wait_random_exponential(
+    multiplier=0.5, max=20.0
+)
+#: The backoff of every client not given its own, read at call time: the test suite
+#: sets ``tenacity.wait_none()``.
+BACKOFF: tenacity.wait.wait_base = DEFAULT_BACKOFF
+
+Transport = Literal["litellm", "direct"]
+_MESSAGE_CHARS = 500  # of a failure's reason, after scrubbing
+
+
+@dataclass
+class CallStats:
+    """What one caller (a teacher, a judge) did in this process (``report.json`` ``engine``)."""
+
+    requests: int = 0  # HTTP attempts sent
+    cached: int = 0  # answers served from the call cache
+    ok: int = 0
+    failed: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    rerouted: int = 0  # calls routed here that met an open circuit and went elsewhere
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class LLMClient:
+    """The call path of one model; see the module docstring.
+
+    Args:
+        name: Who calls (a teacher's name, ``judge``): in stats, budget messages and
+            every ``Generation`` it returns.
+        model: litellm model string.
+        send: Anything with ``litellm.acompletion``'s signature; ``None``: litellm, or
+            the direct transport where ``transport="direct"``.
+        transport: ``litellm`` or ``direct`` (an OpenAI-compatible ``api_base``).
+        api_key_env: The environment variable holding the API key, read at call time.
+        cache: The call cache, or ``None``.
+        budget: The budget to reserve against and settle, or ``None``.
+        breaker: The circuit breaker, or ``None``.
+        limits: Concurrency and rate limits (AIMD), or ``None``.
+        retries: Attempts after the first, on retryable failures.
+        timeout_s: The most one attempt may take in all, on every transport (``None``:
+            no limit; the bundled ``local/`` models, which run in this process, have none).
+        max_reply_chars: The longest answer taken; a longer one is a failed call.
+        input_cost_per_mtok: USD per million prompt tokens (default: litellm's price map).
+        output_cost_per_mtok: USD per million completion tokens (likewise).
+        label: How messages name the caller (default: ``repr(name)``).
+        backoff: tenacity's wait between attempts (default: ``BACKOFF``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        send: CompletionFn | None = None,
+        transport: Transport = "litellm",
+        api_key_env: str | None = None,
+        cache: CallCache | None = None,
+        budget: Budget | None = None,
+        breaker: CircuitBreaker | None = None,
+        limits: TeacherLimits | None = None,
+        retries: int = 2,
+        timeout_s: float | None = 120.0,
+        max_reply_chars: int = MAX_REPLY_CHARS,
+        input_cost_per_mtok: float | None = None,
+        output_cost_per_mtok: float | None = None,
+        label: str | None = None,
+        backoff: tenacity.wait.wait_base | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.transport = transport
+        self.api_key_env = api_key_env
+        self.cache = cache
+        self.budget = budget
+        self.breaker = breaker
+        self.limits = limits
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.max_reply_chars = max_reply_chars
+        self.label = label or repr(name)
+        self.stats = CallStats()
+        self._send = send
+        self._backoff = backoff
+        self._overrides = (input_cost_per_mtok, output_cost_per_mtok)
+        self._prices: tuple[float, float] | None = None
+        self._plan: SendPlan | None = None
+
+    async def complete(self, request: dict[str, Any], *, prompt_id: str = "") -> Generation:
+        """The answer to ``request`` (``litellm.acompletion``'s keyword arguments, without
+        the API key): from the cache if it came back before, else from ``call``.
+
+        Raises:
+            TeacherUnavailable: the circuit is open.
+            BudgetExceeded: the call could cross the budget.
+            ConfigError: ``api_key_env`` is not set.
+        """
+        key = request_key(request) if self.cache is not None else ""
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cached += 1
+                return dataclasses.replace(hit, prompt_id=prompt_id, teacher=self.name)
+        gen = await self.call(request, prompt_id=prompt_id)
+        if self.cache is not None:
+            self.cache.put(key, gen)  # failed calls are not stored: a rerun retries them
+        return gen
+
+    async def call(self, request: dict[str, Any], *, prompt_id: str = "") -> Generation:
+        """Send ``request`` past the cache, attempt after attempt; the answer or the
+        reason there is none. Raises as ``complete`` does."""
+        if self._plan is None:
+            self._plan = send_plan(self.model, self.transport, self._send, self.max_reply_chars)
+        plan = self._plan
+        api_key = self._api_key()
+        send = {**request, **plan.extra}
+        if api_key is not None:
+            send["api_key"] = api_key
+        start = time.perf_counter()
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(plan.retry_on),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            gen: Generation = await retrying(self._attempt, plan, request, send, prompt_id, start)
+        except ArbitrageError:
+            raise
+        except Exception as exc:  # retries spent, or not retryable: 4xx, a broken provider
+            gen = self._failed(prompt_id, self._message(exc, api_key), start)
+        self._count(gen)
+        return gen
+
+    def prices(self) -> tuple[float, float]:
+        """USD per (input, output) token: the overrides, else litellm's price map."""
+        if self._prices is None:
+            self._prices = price_per_token(self.model, *self._overrides)
+        return self._prices
+
+    def worst_case_usd(self, messages: list[dict[str, str]], max_tokens: int) -> float:
+        """The most a call with ``messages`` may cost (what the budget reserves for it)."""
+        return worst_case_usd(messages, max_tokens, self.prices(), self.model)
+
+    async def _attempt(
+        self,
+        plan: SendPlan,
+        request: dict[str, Any],
+        send: dict[str, Any],
+        prompt_id: str,
+        start: float,
+    ) -> Generation:
+        estimate = self._reserve(request)
+        actual = 0.0
+        try:
+            if self.breaker is not None and not self.breaker.allow():
+                raise TeacherUnavailable(
+                    f"{self.label} is out of rotation (circuit open)",
+                    teacher=self.name,
+                    prompt_id=prompt_id,
+                )
+            async with self._slot(request):
+                if self.breaker is not None and self.breaker.state == "open":
+                    # it opened while this call waited for a slot: send nothing more
+                    raise TeacherUnavailable(
+                        f"{self.label} is out of rotation (circuit open)",
+                        teacher=self.name,
+                        prompt_id=prompt_id,
+                    )
+                self.stats.requests += 1
+                try:
+                    reply = await self._timed(plan, send)
+                    gen = self._generation(reply, prompt_id, start)
+                except ReplyTooLong as exc:  # read no further; it may have cost the most
+                    cost = self.worst_case_usd(request["messages"], int(request["max_tokens"]))
+                    gen = self._failed(prompt_id, self._message(exc, None), start, cost)
+                except plan.retry_on as exc:
+                    if isinstance(exc, plan.overload):
+                        # Before the slot is given back, so no waiting call (on any worker)
+                        # slips in ahead of the pause.
+                        if self.limits is not None:
+                            self.limits.overloaded(retry_after(exc))
+                        self.stats.rate_limited += 1
+                    if self.breaker is not None:
+                        self.breaker.failure(type(exc).__name__)
+                    raise
+                if self.breaker is not None:
+                    self.breaker.success()
+                if self.limits is not None:
+                    self.limits.success()
+                actual = gen.cost_usd
+                return gen
+        finally:
+            if self.budget is not None:
+                self.budget.settle(estimate, actual)
+
+    async def _timed(self, plan: SendPlan, send: dict[str, Any]) -> Any:
+        """One send, at most ``timeout_s`` in all: an SDK's own timeout bounds each read,
+        so a server that drips a byte at a time would hold it for ever."""
+        if self.timeout_s is None or not plan.timed:
+            return await plan.send(**send)
+        try:
+            return await asyncio.wait_for(plan.send(**send), self.timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise plan.timed_out(self.timeout_s) from None
+
+    def _generation(self, reply: Any, prompt_id: str, start: float) -> Generation:
+        if isinstance(reply, Generation):  # a whole call made elsewhere (a Ray worker)
+            return dataclasses.replace(reply, prompt_id=prompt_id, teacher=self.name)
+        if isinstance(reply, ChatReply):  # the direct transport: parsed, priced by token
+            parsed, cost = reply, usage_usd(reply.usage, self.prices())
+        else:  # litellm's response, checked as the direct transport checks its body
+            parsed = chat_reply(reply)
+            cost = self._cost(reply, parsed.usage)
+        gen = Generation(
+            prompt_id=prompt_id,
+            teacher=self.name,
+            model=self.model,
+            text=parsed.text.strip(),
+            finish_reason=parsed.finish_reason,
+            usage=parsed.usage,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - start,
+        )
+        if len(parsed.text) > self.max_reply_chars:
+            error = (
+                f"reply too long: {len(parsed.text):,} characters, more than "
+                f"max_reply_chars ({self.max_reply_chars:,})"
+            )
+            return dataclasses.replace(gen, text="", error=error)
+        return gen
+
+    def _cost(self, response: Any, usage: Usage) -> float:
+        if self._overrides != (None, None):
+            return usage_usd(usage, self.prices())
+        if is_local(self.model):
+            return 0.0
+        # litellm priced the response already (None: not in its price map); pricing it
+        # again costs about 1 ms of CPU a call.
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            return float(hidden["response_cost"] or 0.0)
+        try:
+            return completion_cost(response)
+        except Exception:  # unknown model in the price map: cost unknown, not an error
+            return 0.0
+
+    def _reserve(self, request: dict[str, Any]) -> float:
+        """Reserve the attempt's worst case (raises ``BudgetExceeded``); 0 with no limit."""
+        if self.budget is None or self.budget.limit_usd is None:
+            return 0.0
+        estimate = self.worst_case_usd(request["messages"], int(request["max_tokens"]))
+        self.budget.reserve(estimate, teacher=self.name)
+        return estimate
+
+    def _slot(self, request: dict[str, Any]) -> AbstractAsyncContextManager[None]:
+        if self.limits is None:
+            return nullcontext()
+        # What tokens_per_minute counts: the prompt's bound plus max_tokens.
+        tokens = prompt_tokens(request["messages"]) + int(request.get("max_tokens") or 0)
+        return self.limits.slot(tokens)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """As long as the server asked (the attempt paused the limits as long), else
+        the backoff."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        after = retry_after(exc) if exc is not None else None
+        if after is not None:
+            return min(after, MAX_RETRY_AFTER_S)
+        return float((self._backoff or BACKOFF)(state))
+
+    def _count_retry(self, state: tenacity.RetryCallState) -> None:
+        self.stats.retries += 1
+
+    def _count(self, gen: Generation) -> None:
+        if gen.error:
+            self.stats.failed += 1
+        else:
+            self.stats.ok += 1
+        self.stats.tokens += gen.usage.total_tokens
+        self.stats.cost_usd += gen.cost_usd
+
+    def _api_key(self) -> str | None:
+        env = self.api_key_env
+        if env is None:
+            return None
+        key = os.environ.get(env)
+        if not key:
+            raise ConfigError(f"{self.label}: environment variable {env} is not set")
+        return key
+
+    def _failed(self, prompt_id: str, message: str, start: float, cost: float = 0.0) -> Generation:
+        return Generation(
+            prompt_id=prompt_id,
+            teacher=self.name,
+            model=self.model,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - start if start else 0.0,
+            error=message,
+        )
+
+    def _message(self, exc: BaseException, api_key: str | None) -> str:
+        if isinstance(exc, MalformedReply):
+            text = f"malformed reply: {exc}"
+        elif isinstance(exc, ReplyTooLong):
+            text = f"reply too long: {exc} (max_reply_chars: {self.max_reply_chars:,})"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return scrub(text, [api_key or ""])[:_MESSAGE_CHARS]

@@ -1,0 +1,190 @@
+"""From a config to the objects a run is made of: the router, the reward, the pool.
+
+``preflight`` checks a config before anything is paid for and builds the router and
+the scorer once; the run uses what it built (``RunParts``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arbitrage.config import LanguageCheckConfig, RunConfig, ScorerConfig
+from arbitrage.errors import ConfigError
+from arbitrage.records import Prompt
+
+if TYPE_CHECKING:
+    from arbitrage.engine.budget import Budget
+    from arbitrage.engine.cache import CallCache
+    from arbitrage.teachers import Teacher
+    from reward.base import RewardModel
+    from routers.base import Router
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What ``preflight`` built, for one run: its router (not yet routed, so with no
+    state) and its scorer (``build_scorer``, before ``wrap_reward``)."""
+
+    router: Router
+    scorer: RewardModel
+
+
+def preflight(config: RunConfig) -> RunParts:
+    """Fail fast, before any work is paid for: unknown router, router param, reward kind
+    or reward param, or an API key environment variable that is not set. Returns the
+    router and the scorer it built to check them."""
+    from arbitrage.registry import closest_hint
+    from reward import available
+
+    router = build_router(config)
+    if config.engine == "ray":
+        from arbitrage.cluster.session import require_ray
+
+        require_ray()
+    kinds = [*available(), "ensemble"]
+    for kind in [s.kind for s in config.reward.scorers()]:
+        if kind not in kinds:
+            raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, kinds)}")
+    envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
+    envs += [("reward", s.api_key_env) for s in config.reward.scorers()]
+    for who, env in envs:
+        if env is not None and not os.environ.get(env):
+            raise ConfigError(f"{who}: environment variable {env} is not set")
+    # bad reward params fail here, not after the pool is paid for
+    return RunParts(router=router, scorer=build_scorer(config))
+
+
+def build_router(config: RunConfig) -> Router:
+    """The configured router over the configured teachers, seeded with the run's seed."""
+    from routers import get_router
+
+    names = [t.name for t in config.teachers]
+    return get_router(config.router.name, names, seed=config.seed, **config.router.params)
+
+
+def build_scorer(config: RunConfig) -> RewardModel:
+    """What makes the reward calls: the configured scorer, or an ensemble's ``Panel``."""
+    from reward.ensemble import Panel
+
+    if config.reward.kind == "ensemble":
+        return Panel({m.label: make_scorer(m) for m in config.reward.members})
+    return make_scorer(config.reward)
+
+
+def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
+    """The scorer with what the config adds, in this order: the language gate (``gate``
+    mode: wrong-language answers are unscored before any statistics see them), the
+    ensemble's weighted sum, length control, per-language normalisation, and the
+    language penalty (``penalty`` mode, in the final score's units). The stateful
+    steps run where this is called: on the driver in a cluster run."""
+    from reward.calibrate import LanguageNormalised, LengthControl
+    from reward.ensemble import WeightedSum
+
+    cfg = config.reward
+    reward = scorer
+    if cfg.language.mode == "gate":
+        reward = _language(cfg.language, reward)
+    if cfg.kind == "ensemble":
+        reward = WeightedSum(reward, {m.label: m.weight for m in cfg.members})
+    if cfg.length.mode != "off":
+        reward = LengthControl(
+            reward,
+            cfg.length.mode,
+            per_1k_chars=cfg.length.per_1k_chars,
+            min_samples=cfg.length.min_samples,
+        )
+    if cfg.normalise == "language":
+        reward = LanguageNormalised(reward)
+    if cfg.language.mode == "penalty":
+        reward = _language(cfg.language, reward)
+    return reward
+
+
+def _language(cfg: LanguageCheckConfig, inner: RewardModel) -> RewardModel:
+    from reward.gate import LanguageGate
+
+    return LanguageGate(
+        inner,
+        "gate" if cfg.mode == "gate" else "penalty",
+        threshold=cfg.threshold,
+        penalty=cfg.penalty,
+        per_language=cfg.per_language,
+    )
+
+
+def build_reward(config: RunConfig) -> RewardModel:
+    """The reward model a config names, with everything the config wraps around it."""
+    return wrap_reward(config, build_scorer(config))
+
+
+def make_scorer(cfg: ScorerConfig) -> RewardModel:
+    """One scorer (a reward kind with its model, endpoint and params)."""
+    from reward import get_reward
+
+    params: dict[str, Any] = dict(cfg.params)
+    if cfg.model is not None:
+        params.setdefault("judge_model" if cfg.kind == "local" else "model", cfg.model)
+    call_keys = ("transport", "timeout_s", "retries", "max_reply_chars")
+    if cfg.kind in ("judge", "pairwise"):
+        params.setdefault("api_base", cfg.api_base)
+        params.setdefault("api_key_env", cfg.api_key_env)
+        for key in call_keys:
+            params.setdefault(key, getattr(cfg, key))
+    elif cfg.api_base or cfg.api_key_env:
+        raise ConfigError(
+            f"reward api_base / api_key_env apply to kinds 'judge' and 'pairwise', not {cfg.kind!r}"
+        )
+    else:
+        given = sorted(set(call_keys) & cfg.model_fields_set)
+        if given:
+            raise ConfigError(
+                f"reward {given[0]} applies to kinds 'judge' and 'pairwise', not {cfg.kind!r}"
+            )
+    return get_reward(cfg.kind, **params)
+
+
+def attach_reward(reward: RewardModel, cache: CallCache | None, budget: Budget | None) -> None:
+    """Give each part of the reward that makes calls (judges, HF models) the run's cache,
+    and each paid one the run's budget."""
+    for part in reward.parts():
+        if hasattr(part, "cache"):
+            part.cache = cache
+        if hasattr(part, "budget") and budget is not None:
+            part.budget = budget
+
+
+def reward_spent(reward: RewardModel) -> float:
+    """USD the reward's judges have spent."""
+    return sum(float(getattr(part, "spent_usd", 0.0)) for part in reward.parts())
+
+
+async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> tuple[list[Prompt], str]:
+    """The prompt pool a config describes, and where it came from, in words (for
+    ``pool_line``)."""
+    from arbitrage.config import DEFAULT_N_PROMPTS
+    from arbitrage.personas import load_personas
+    from arbitrage.pool import awrite, plan, take_prompts
+
+    pool = config.pool
+    if pool.prompts:
+        return take_prompts(pool.prompts, pool.n_prompts)
+    personas = load_personas(pool.personas, column=pool.persona_column)
+    n_prompts = pool.n_prompts or DEFAULT_N_PROMPTS
+    slots = plan(personas, pool.languages, pool.tasks, n_prompts, seed=config.seed)
+    writer = None
+    if pool.writer != "template":
+        writer = next(t for t in teachers if t.name == pool.writer)
+    origin = f"written from {pool.personas} personas (writer: {pool.writer})"
+    return await awrite(slots, writer, seed=config.seed, max_tokens=pool.writer_max_tokens), origin
+
+
+def pool_line(prompts: Iterable[Prompt], origin: str) -> str:
+    """A run's start-up line for its pool: the languages and tasks it really holds, then
+    where they came from (``"pool: 805 prompts × 1 language (en) × 8 tasks, from
+    prompts.jsonl"``)."""
+    from arbitrage.pool import describe
+
+    return f"pool: {describe(prompts)}, {origin}"

@@ -1,0 +1,220 @@
+"""The run directory: its files, and the one way every command opens an existing one.
+
+Layout (``config.out``)::
+
+    .lock            held (flock) by the one process writing the directory: pid, host, since
+    run.json         config hash and version: a rerun resumes only the same config
+    config.yaml      the resolved config (env var names, never keys)
+    prompts.jsonl    the pool, written before any teacher is called
+    outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
+    cache.sqlite     every returned teacher call (``cache.path`` moves it)
+    dataset/         the SFT mixture (datasets.load_from_disk); also mixture.jsonl, .parquet
+    preference/      DPO pairs (prompt / chosen / rejected); also preference.jsonl, .parquet
+    mixture.json     rows kept, dropped by reason, pairs, rows per language × task × teacher
+    dropped.jsonl    every dropped row: prompt id, language, task, teacher, reason
+    README.md        the dataset card
+    report.json      wins, win rates, generations, failures, cost, mixture and text stats
+    report.html      the report page (figures embedded); figures/*.png
+
+Every command that opens an existing run (``report``, ``retry-failed``, ``eval-routers``,
+``eval-reward``, ``train-router``) goes through ``RunDir.open``, which refuses a folder
+that is not a run directory with one ``DataError`` line; ``load_run`` adds the config
+and the outcomes. ``arbitrage run`` itself creates or resumes one (``RunDir.prepare``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arbitrage import __version__
+from arbitrage.config import RunConfig
+from arbitrage.errors import ArbitrageError, ConfigError, DataError
+from arbitrage.records import Outcome, Prompt, dumps, end_whole_line, read_jsonl
+from arbitrage.run_lock import LOCK_NAME
+
+if TYPE_CHECKING:
+    from arbitrage.pipeline import RunResult
+
+ENGINE_KEYS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "input_cost_per_mtok",
+    "output_cost_per_mtok",
+    "max_reply_chars",
+)
+#: How a judge's calls are made: never what it answers.
+JUDGE_ENGINE_KEYS = ("transport", "timeout_s", "retries", "max_reply_chars")
+
+
+def config_hash(config: RunConfig) -> str:
+    """Hash of everything that changes outcomes: ``out`` and ``mixture`` excluded, so a
+    rerun with other mixture settings rebuilds the dataset without asking any teacher."""
+    data = config.public_dict()
+    data.pop("out", None)
+    data.pop("mixture", None)
+    # How calls are made (cache, budget, breaker, rate limits, prices) never changes results.
+    for key in ("cache", "breaker", "budget_usd", "engine", "ray_address", "ray"):
+        data.pop(key, None)
+    for teacher in data.get("teachers", []):
+        for key in ENGINE_KEYS:
+            teacher.pop(key, None)
+    reward = data.get("reward", {})
+    for scorer in [reward, *reward.get("members", [])]:
+        for key in JUDGE_ENGINE_KEYS:
+            scorer.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunDir:
+    """The files of one run; appends are flushed and fsynced, so a kill loses at most a batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory; ``DataError`` if ``path`` is not one."""
+        path = Path(path)
+        if not path.is_dir():
+            raise DataError(f"{path} is not a run directory: no such run directory exists")
+        if not ((path / "run.json").is_file() and (path / "config.yaml").is_file()):
+            raise DataError(f"{path} is not a run directory (no run.json / config.yaml)")
+        return cls(path)
+
+    def config(self) -> RunConfig:
+        """The config the run was started with (``config.yaml``), its ``out`` this folder
+        (where the run is now, wherever it was first written)."""
+        from arbitrage.config import load_config, parse_config
+
+        config_file = self.path / "config.yaml"
+        try:
+            data = load_config(config_file).public_dict()
+        except ArbitrageError as exc:
+            raise DataError(f"{config_file}: unreadable run config ({exc})") from None
+        data["out"] = str(self.path)
+        return parse_config(data)
+
+    def prepare(self, config: RunConfig) -> None:
+        """Create the directory, or check that it holds a run of the same config."""
+        marker = self.path / "run.json"
+        digest = config_hash(config)
+        if marker.exists():
+            previous = json.loads(marker.read_text()).get("config_hash")
+            if previous != digest:
+                raise ConfigError(
+                    f"{self.path} holds a run of a different config (or of a version with "
+                    "other defaults); use another --out or delete that directory"
+                )
+            return
+        if self.path.exists() and any(p.name != LOCK_NAME for p in self.path.iterdir()):
+            raise ConfigError(f"{self.path} exists and is not a run directory; use another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._write_config(config)
+        marker.write_text(json.dumps({"config_hash": digest, "version": __version__}) + "\n")
+
+    def _write_config(self, config: RunConfig) -> None:
+        import yaml
+
+        (self.path / "config.yaml").write_text(
+            yaml.safe_dump(config.public_dict(), sort_keys=False, allow_unicode=True)
+        )
+
+    def load_prompts(self) -> list[Prompt] | None:
+        """The saved pool, or ``None`` before it is written."""
+        if not (self.path / "prompts.jsonl").exists():
+            return None
+        return list(self.iter_prompts())
+
+    def iter_prompts(self) -> Iterator[Prompt]:
+        """The saved pool, a line at a time (never held in memory at once)."""
+        return read_jsonl(self.path / "prompts.jsonl", Prompt.from_dict, "prompt")
+
+    def save_prompts(self, prompts: Sequence[Prompt]) -> None:
+        tmp = self.path / "prompts.jsonl.tmp"
+        tmp.write_text("".join(dumps(p) + "\n" for p in prompts), encoding="utf-8")
+        os.replace(tmp, self.path / "prompts.jsonl")
+
+    @property
+    def outcomes_path(self) -> Path:
+        return self.path / "outcomes.jsonl"
+
+    def load_outcomes(self) -> list[Outcome]:
+        """Outcomes written so far; a torn last line (killed mid-write) is dropped."""
+        return list(self.iter_outcomes())
+
+    def iter_outcomes(self) -> Iterator[Outcome]:
+        """Outcomes written so far, a line at a time (never held in memory at once); a torn
+        last line is dropped, any other bad line is a ``DataError`` naming it."""
+        if not self.outcomes_path.exists():
+            return iter(())
+        return read_jsonl(self.outcomes_path, Outcome.from_dict, "outcome")
+
+    def mend_outcomes(self) -> None:
+        """Before a resumed run appends: cut a torn last line off ``outcomes.jsonl`` in place
+        (the rows before it are not rewritten), so the next row starts on a line of its own.
+        A started run has an ``outcomes.jsonl``, if an empty one."""
+        self.outcomes_path.touch()
+        end_whole_line(self.outcomes_path)
+
+    def append_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        with self.outcomes_path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(dumps(o) + "\n" for o in outcomes))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rewrite_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Replace ``outcomes.jsonl`` at once (a temporary file, fsynced, then renamed):
+        a kill leaves either the old file or the new one, never part of either."""
+        tmp = self.path / "outcomes.jsonl.tmp"
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for outcome in outcomes:
+                    fh.write(dumps(outcome) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, self.outcomes_path)
+
+    def write_outputs(
+        self, config: RunConfig, result: RunResult, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        """The mixture, its card and the report (``extra`` joins ``report.json``); then the
+        Hub, if the config names a repo."""
+        from arbitrage.card import push_to_hub, write_card
+        from arbitrage.mixture import make_mixture, save_mixture
+        from arbitrage.report_files import write_report
+
+        # this run's mixture settings (not part of the config hash, so they may have changed)
+        self._write_config(config)
+        mixture = make_mixture(result.outcomes, config.mixture, teacher_order=result.teachers)
+        save_mixture(mixture, self.path)
+        extra = {
+            "router": {"name": result.router, "state": result.router_state},
+            "elapsed_s": round(result.elapsed_s, 2),
+            **(extra or {}),
+        }
+        report = write_report(
+            self.path, result.outcomes, result.teachers, mixture, config=config, extra=extra
+        )
+        write_card(self.path, config, mixture, report.summary)
+        repo = config.mixture.push_to_hub
+        if repo:
+            push_to_hub(self.path, mixture, repo, private=config.mixture.private)
+
+
+def load_run(path: str | Path) -> tuple[RunConfig, list[Outcome]]:
+    """The config and outcomes of a run directory; ``DataError`` if it is not one or holds
+    no outcomes yet."""
+    run = RunDir.open(path)
+    config = run.config()
+    outcomes = run.load_outcomes()
+    if not outcomes:
+        raise DataError(f"{run.path} holds no outcomes yet")
+    return config, outcomes
