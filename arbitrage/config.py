@@ -2,7 +2,9 @@
 
 Unknown keys are rejected with the key's dotted path and the closest valid key;
 bad values name the key and the value. Secrets are never part of a config:
-teachers name the *environment variable* that holds their API key.
+teachers and judges name the *environment variable* that holds their API key, a
+value shaped like a key is refused there without being repeated, and so is any
+``params`` entry named like a secret (``api_key``, ``token``, ``Authorization``...).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from arbitrage.errors import ConfigError
+from arbitrage.errors import ConfigError, DataError
 from arbitrage.languages import check_code
 from arbitrage.llm import is_local
 from arbitrage.registry import closest_hint
@@ -41,6 +44,115 @@ def _yaml_off(value: Any) -> Any:
 
 #: A key whose values include ``off``, written bare in YAML (``mode: off``).
 OffSwitch = BeforeValidator(_yaml_off)
+
+# The error type of a bad value that may be a secret: its message never quotes it.
+_SECRET_ERROR = "secret_value"
+# How providers' keys begin (OpenAI, Anthropic, Hugging Face, Groq, xAI, Google, GitHub,
+# GitLab, Replicate, Perplexity, NVIDIA, AWS, Slack, Stripe, Langfuse, Tavily, Fireworks).
+_KEY_PREFIXES = (
+    "sk-", "sk_", "hf_", "gsk_", "xai-", "AIza", "ghp_", "gho_", "ghs_", "github_pat_",
+    "glpat-", "r8_", "pplx-", "nvapi-", "AKIA", "xoxb-", "xoxp-", "rk_live_", "pk-lf-",
+    "tvly-", "fw_",
+)  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOOKS_LIKE_A_KEY = (
+    "this looks like an API key, not the NAME of an environment variable: put the key "
+    "in a variable (export OPENAI_API_KEY=...) and its NAME here"
+)
+# Param names that say "secret" (split into lower-case words: ``apiKey`` is api, key).
+_SECRET_WORDS = frozenset(
+    {"secret", "password", "passwd", "bearer", "authorization", "credential", "credentials"}
+)
+# ``<word>_key`` / ``<word>_token`` names a secret after these words (``api_key``,
+# ``access_token``), not after others (``prompt_cache_key``, ``max_tokens``, ``eos_token``).
+_KEY_OWNERS = frozenset({"api", "secret", "private", "access", "auth", "subscription", "client"})
+_TOKEN_OWNERS = frozenset(
+    {"access", "auth", "api", "bearer", "refresh", "id", "session", "hf", "github", "oauth"}
+)
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether ``value`` is shaped like an API key rather than a variable's name: it
+    starts as providers' keys do, or it is a long token mixing letters and digits as
+    names do not (names are words joined by ``_``, conventionally UPPER_CASE)."""
+    if len(value) >= 16 and value.startswith(_KEY_PREFIXES):
+        return True
+    if len(value) < 20 or not any(c.isdigit() for c in value):
+        return False
+    if not any(c.isalpha() for c in value):
+        return False
+    mixed_case = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return mixed_case or "_" not in value
+
+
+def env_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an ``api_key_env`` (``None``: it can); never quotes it."""
+    if looks_like_key(value):
+        return _LOOKS_LIKE_A_KEY
+    if not _ENV_NAME.match(value):
+        return "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key"
+    return None
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def secret_name(name: str) -> bool:
+    """Whether a param's name says it holds a secret: ``api_key``, ``key``, ``token``,
+    ``access_token``, ``secret``, ``password``, ``Authorization``, ``x-api-key`` (never
+    ``max_tokens``, ``top_k`` or ``prompt_cache_key``)."""
+    words = _words(name)
+    if not words:
+        return False
+    if _SECRET_WORDS.intersection(words) or "".join(words) in ("apikey", "accesstoken"):
+        return True
+    *before, last = words
+    owners = {"key": _KEY_OWNERS, "token": _TOKEN_OWNERS}.get(last)
+    return owners is not None and (not before or before[-1] in owners)
+
+
+def secret_param(params: Any, where: str = "") -> str | None:
+    """The dotted name of the first param in ``params`` (nested mappings and lists
+    included) named like a secret or holding a value shaped like a provider's key."""
+    items: Any = ()
+    if isinstance(params, dict):
+        items = ((f"{where}.{k}" if where else str(k), str(k), v) for k, v in params.items())
+    elif isinstance(params, list):
+        items = ((f"{where}[{i}]", "", v) for i, v in enumerate(params))
+    for path, name, value in items:
+        if secret_name(name):
+            return path
+        if isinstance(value, str) and any(
+            len(word) >= 16 and word.startswith(_KEY_PREFIXES) for word in value.split()
+        ):
+            return path
+        found = secret_param(value, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_env_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    problem = env_name_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(_SECRET_ERROR, problem)
+    return value
+
+
+def _check_params(value: dict[str, Any]) -> dict[str, Any]:
+    found = secret_param(value)
+    if found is not None:
+        raise PydanticCustomError(
+            _SECRET_ERROR,
+            f"'{found}' holds a secret: keys never go in the config (config.yaml and "
+            "report.html are written from it); put it in an environment variable and "
+            "name that variable in api_key_env",
+        )
+    return value
 
 
 class _Strict(BaseModel):
@@ -134,20 +246,17 @@ class TeacherConfig(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        return _env_name(value)
+        return _check_env_name(value)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_params(value)
 
     @field_validator("transport")
     @classmethod
     def _direct(cls, value: str, info: ValidationInfo) -> str:
         return _direct(value, info)
-
-
-def _env_name(value: str | None) -> str | None:
-    if value is not None and (not value or not value.replace("_", "").isalnum()):
-        raise ValueError(
-            "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key"
-        )
-    return value
 
 
 def _direct(value: str, info: ValidationInfo) -> str:
@@ -185,6 +294,16 @@ class ScorerConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
     max_reply_chars: int = Field(1_000_000, ge=1)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return _check_env_name(value)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_params(value)
 
     @field_validator("transport")
     @classmethod
@@ -476,7 +595,8 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> s
         return f"missing config key '{where}'"
     msg = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    hidden = isinstance(value, dict | list) or value is None or first["type"] == _SECRET_ERROR
+    shown = "" if hidden else f" (got {value!r})"
     return f"bad value for '{where}': {msg}{shown}"
 
 
@@ -498,12 +618,28 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     return parse_config(data)
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; ``DataError`` naming the line of the first byte that is not
+    UTF-8, or why the file cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
 
 
 def default_config() -> RunConfig:

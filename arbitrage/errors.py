@@ -4,19 +4,28 @@
     ├── ConfigError        bad config key or value (names the key)
     ├── DataError          persona / prompt source missing or malformed
     ├── TeacherError       a teacher call failed (teacher, prompt id, status)
-    │   └── TeacherUnavailable  the teacher's circuit breaker is open
+    │   ├── TeacherUnavailable  the teacher's circuit breaker is open
+    │   └── CallRejected   no call of this model can succeed: its key refused (401/403),
+    │                      no such model (404) or provider; the run stops at once
     ├── RewardError        a reward model could not score
     ├── RoutingError       a router returned an unusable assignment
     ├── ModelNotAvailable  a local model's weights or backend are not installed
     ├── BudgetExceeded     the run would cross its budget
     ├── NoTeacherAvailable every teacher's circuit breaker is open
     ├── ClusterError       Ray could not be reached, or a worker died past its restarts
-    └── RunLocked          another process is writing the run directory (pid, host, since)
+    ├── RunLocked          another process is writing the run directory (pid, host, since)
+    └── DiskFull           a write found no space left (ENOSPC): a rerun with space resumes
 
 The CLI prints ``str(error)`` of any of these as one line and exits non-zero.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+
+#: ``OSError.errno`` values that mean "no room to write": the disk, or the user's quota.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ArbitrageError(Exception):
@@ -56,6 +65,13 @@ class TeacherError(ArbitrageError):
 
 class TeacherUnavailable(TeacherError):
     """The teacher's circuit breaker is open: it takes no calls until its cooldown ends."""
+
+
+class CallRejected(TeacherError):
+    """A call failed in a way no retry or other prompt will fix: the provider refused
+    the API key (401, 403), knows no such model (404), or litellm knows no such
+    provider. The run stops at once instead of paying for a dataset of failures; the
+    message names the caller and what was wrong, never the key."""
 
 
 class RewardError(ArbitrageError):
@@ -106,3 +122,19 @@ class RunLocked(ArbitrageError):
         self.pid = pid
         self.host = host
         self.since = since
+
+
+class DiskFull(ArbitrageError):
+    """A write found no space left on its disk (``NO_SPACE``). Every row and call
+    written before it is kept, so a rerun of the same command with space resumes.
+
+    Attributes:
+        path: The file that could not be written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(
+            f"{path}: the disk is full (no space left on device); what was written before "
+            "is kept - free some space and rerun the same command to resume"
+        )
+        self.path = str(path)

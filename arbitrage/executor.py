@@ -85,6 +85,13 @@ class LocalExecutor:
         from arbitrage.factories import reward_spent
         from arbitrage.teachers import engine_report
 
+        from reward.judge import LLMJudge
+
         extra = engine_report(self.teachers, self._cache)
         extra["engine"]["judge_usd"] = round(reward_spent(self.scorer), 6)
+        judges = [p for p in self.scorer.parts() if isinstance(p, LLMJudge)]
+        extra["engine"]["judges"] = {
+            f"{j.name} {j.model}": {**j.stats.to_dict(), "concurrency": j.limits.concurrency}
+            for j in judges
+        }
         return extra

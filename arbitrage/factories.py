@@ -138,7 +138,9 @@ def make_scorer(cfg: ScorerConfig) -> RewardModel:
             f"reward api_base / api_key_env apply to kinds 'judge' and 'pairwise', not {cfg.kind!r}"
         )
     else:
-        given = sorted(set(call_keys) & cfg.model_fields_set)
+        # a dumped config (config.yaml) sets every key, so compare with the defaults
+        fields = type(cfg).model_fields
+        given = [k for k in call_keys if getattr(cfg, k) != fields[k].default]
         if given:
             raise ConfigError(
                 f"reward {given[0]} applies to kinds 'judge' and 'pairwise', not {cfg.kind!r}"

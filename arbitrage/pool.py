@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arbitrage import languages
-from arbitrage.errors import DataError
+from arbitrage.errors import ConfigError, DataError
 from arbitrage.records import Persona, Prompt
 from arbitrage.tasks import TASKS, check_task
 from arbitrage.teachers import Teacher
@@ -146,30 +146,56 @@ async def awrite(
 
 
 def load_prompts(path: str | Path) -> list[Prompt]:
-    """Ready-made prompts from a JSONL file with ``text``, ``language`` and ``task`` per line."""
+    """Ready-made prompts from a JSONL file with ``text``, ``language`` and ``task`` per
+    line. A row that is not a prompt (no text, an empty one, no language) is a
+    ``DataError`` naming its file and line: it would be sent, and paid for, as is."""
+    from arbitrage.config import read_text
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prompt file not found: {path}")
+    text = read_text(path).removeprefix("\ufeff")  # a byte-order mark is no part of row 1
     prompts = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            prompts.append(
-                Prompt(
-                    text=str(row["text"]),
-                    language=languages.check_code(str(row["language"])),
-                    task=str(row.get("task", "custom")),
-                    persona=str(row.get("persona", "")),
-                    meta={"source": str(path)},
-                )
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}:{n}: not a prompt row ({type(exc).__name__}: {exc})") from None
+    # Split on newlines only: str.splitlines also splits at U+2028 and the like, which
+    # JSON allows unescaped inside a string.
+    for n, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            prompts.append(_prompt_row(path, n, line))
     if not prompts:
         raise DataError(f"{path}: no prompts")
     return prompts
+
+
+def _prompt_row(path: Path, n: int, line: str) -> Prompt:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{n}: not a prompt row (JSONDecodeError: {exc})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{n}: not a prompt row (a JSON {type(row).__name__})")
+    for key in ("text", "language"):
+        value = row.get(key)
+        what = (
+            "missing" if key not in row
+            else "null" if value is None
+            else "not text" if not isinstance(value, str)
+            else "empty" if not value.strip()
+            else None
+        )  # fmt: skip
+        if what is not None:
+            need = "an instruction" if key == "text" else "a language code"
+            raise DataError(f"{path}:{n}: '{key}' is {what}; every prompt row needs {need}")
+    try:
+        language = languages.check_code(row["language"])
+    except ConfigError as exc:
+        raise DataError(f"{path}:{n}: {exc}") from None
+    return Prompt(
+        text=row["text"],
+        language=language,
+        task=str(row.get("task") or "custom"),
+        persona=str(row.get("persona") or ""),
+        meta={"source": str(path)},
+    )
 
 
 def take_prompts(path: str | Path, n_prompts: int | None) -> tuple[list[Prompt], str]:

@@ -28,6 +28,7 @@ from arbitrage.pipeline import Arbitrage, RunResult
 from arbitrage.run_lock import hold_run_dir
 from arbitrage.rundir import RunDir
 from arbitrage.teachers import engine_teachers, open_cache
+from reward.judge import LLMJudge
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -113,8 +114,8 @@ async def _arun(
     run_dir.mend_outcomes()  # the next window is appended after the last whole row
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
-        if panel is not None:
-            panel.attach(teachers)
+        if panel is not None:  # the judges make calls like teachers and show with them
+            panel.attach([*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))])
         engine = Arbitrage(
             teachers,
             wrap_reward(config, scorer),

@@ -324,6 +324,23 @@ def test_budget_stops_before_it_is_crossed_and_keeps_finished_work(tmp_path, stu
     assert len((tmp_path / "run" / "outcomes.jsonl").read_text().splitlines()) == 24
 
 
+def test_the_budget_covers_the_run_directory_across_reruns(tmp_path, stub, capsys):
+    """Issue 13.1: each rerun used to start its spend at 0; three runs of a $0.05 budget
+    spent $0.10. What the run directory's cache already paid counts."""
+    priced = stub_config(str(tmp_path / "run"), stub.url, batch_size=6, budget_usd=0.05)
+    for t in priced["teachers"]:
+        t.update(max_tokens=100, input_cost_per_mtok=10.0, output_cost_per_mtok=30.0)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(priced))
+    for _ in range(3):
+        assert main(["run", str(tmp_path / "c.yaml")]) == 2
+    assert "budget_usd 0.05 reached" in capsys.readouterr().err
+    from arbitrage.engine.cache import CallCache
+
+    cache = CallCache(tmp_path / "run" / "cache.sqlite")
+    assert 0 < cache.paid_usd() <= 0.05
+    cache.close()
+
+
 def test_estimate_prints_a_table_without_calling_anyone(tmp_path, stub, capsys):
     config = stub_config(str(tmp_path / "run"), stub.url, router={"name": "reward"})
     for t in config["teachers"]:

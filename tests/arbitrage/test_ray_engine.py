@@ -255,7 +255,12 @@ def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_ins
     stub.set_handler("beta", lambda m: Reply("down", status=503))
     stub.set_handler("judge", judge)
     config = write(
-        tmp_path, "run", stub.url, batch_size=6, breaker={"failures": 3, "cooldown_s": 600}
+        tmp_path,
+        "run",
+        stub.url,
+        batch_size=6,
+        breaker={"failures": 3, "cooldown_s": 600},
+        windows=1,  # one window in flight: what "the first batch" below means
     )
     assert main(["run", str(config), "--engine", "ray"]) == 0
     rows = lines(tmp_path / "run", "mixture.jsonl")
