@@ -1,7 +1,9 @@
 """The ``arbitrage`` command line.
 
-Every ``ArbitrageError`` becomes one line on stderr and exit code 2; an
-interrupted run exits 130 and says how to resume. A traceback is a bug.
+Every ``ArbitrageError`` becomes one line on stderr and exit code 2, and so does an
+``OSError`` (a full disk says that a rerun with space resumes); an interrupted run
+exits 130 and says how to resume; a run that kept no row exits 2 and says why. A
+traceback is a bug.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arbitrage import __version__
-from arbitrage.errors import ArbitrageError
+from arbitrage.errors import NO_SPACE, ArbitrageError, DataError, DiskFull
 from arbitrage.llm import is_local
 
 if TYPE_CHECKING:
@@ -203,7 +205,24 @@ def _run(args: argparse.Namespace) -> int:
         f"pairs: {config.out}/preference, card: {config.out}/README.md, "
         f"report: {config.out}/report.html"
     )
+    if not mixture["rows"]:
+        raise DataError(_no_rows(config.out, summary, mixture))
     return 0
+
+
+def _no_rows(out: str, summary: dict[str, Any], mixture: dict[str, Any]) -> str:
+    """Why a finished run's dataset is empty, in one line."""
+    if not summary["with_winner"]:
+        answers = ", ".join(f"{n} {status}" for status, n in sorted(summary["statuses"].items()))
+        return (
+            f"the run kept no row: no prompt of {summary['prompts']} has a winning answer "
+            f"(answers: {answers or 'none'}); see {out}/report.html for why"
+        )
+    dropped = ", ".join(f"{n} {why}" for why, n in sorted(mixture["dropped"].items()))
+    return (
+        f"the run kept no row: the mixture dropped every winner ({dropped}); "
+        f"see {out}/dropped.jsonl for why"
+    )
 
 
 def _freeze_imports() -> None:
@@ -272,9 +291,13 @@ def _eval_reward(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from arbitrage.config import env_name_problem
     from arbitrage.errors import ConfigError
     from arbitrage.reward_eval import build_scorer, eval_reward, table
 
+    problem = args.api_key_env and env_name_problem(args.api_key_env)
+    if problem:  # before anything quotes it as a variable's name
+        raise ConfigError(f"--api-key-env: {problem}")
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -380,6 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except ArbitrageError as exc:
         print(f"arbitrage: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's, not ours: say which file and what happened
+        full = exc.errno in NO_SPACE
+        print(
+            f"arbitrage: error: {DiskFull(exc.filename or 'a file') if full else exc}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

@@ -84,7 +84,6 @@ class LocalExecutor:
     async def report(self) -> dict[str, Any]:
         from arbitrage.factories import reward_spent
         from arbitrage.teachers import engine_report
-
         from reward.judge import LLMJudge
 
         extra = engine_report(self.teachers, self._cache)

@@ -1,7 +1,7 @@
 """From a config to the objects a run is made of: the router, the reward, the pool.
 
-``preflight`` checks a config before anything is paid for and builds the router and
-the scorer once; the run uses what it built (``RunParts``).
+``preflight`` checks a config before anything is paid for or created and builds the
+router and the scorer once; the run uses what it built (``RunParts``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arbitrage.config import LanguageCheckConfig, RunConfig, ScorerConfig
+from arbitrage.config import LanguageCheckConfig, MemberConfig, RunConfig, ScorerConfig
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 
@@ -33,12 +34,17 @@ class RunParts:
 
 
 def preflight(config: RunConfig) -> RunParts:
-    """Fail fast, before any work is paid for: unknown router, router param, reward kind
-    or reward param, or an API key environment variable that is not set. Returns the
-    router and the scorer it built to check them."""
+    """Fail fast, before any work is paid for and before the run directory is created
+    (a config fixed after a failure here is no "different config"): an ``out`` that
+    cannot be written, a prompts file that is not a pool, an unknown router, router
+    param, reward kind or reward param, a model litellm knows no provider for, or an
+    API key environment variable that is not set. Returns the router and the scorer it
+    built to check them."""
     from arbitrage.registry import closest_hint
     from reward import available
 
+    check_out(config.out)
+    check_pool(config)
     router = build_router(config)
     if config.engine == "ray":
         from arbitrage.cluster.session import require_ray
@@ -48,6 +54,7 @@ def preflight(config: RunConfig) -> RunParts:
     for kind in [s.kind for s in config.reward.scorers()]:
         if kind not in kinds:
             raise ConfigError(f"unknown reward kind {kind!r}{closest_hint(kind, kinds)}")
+    check_providers(config)
     envs = [(f"teacher {t.name!r}", t.api_key_env) for t in config.teachers]
     envs += [("reward", s.api_key_env) for s in config.reward.scorers()]
     for who, env in envs:
@@ -55,6 +62,46 @@ def preflight(config: RunConfig) -> RunParts:
             raise ConfigError(f"{who}: environment variable {env} is not set")
     # bad reward params fail here, not after the pool is paid for
     return RunParts(router=router, scorer=build_scorer(config))
+
+
+def check_out(out: str | Path) -> None:
+    """``out`` is a directory this process may write, or can be made one."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"out {path} is a file, not a directory; use another --out")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"out {path}: {existing} is a file, not a directory; use another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"out {path}: cannot write to {existing} (read-only, or no permission); "
+            "use another --out"
+        )
+
+
+def check_pool(config: RunConfig) -> None:
+    """A prompts file is read and checked row by row now, unless the run directory
+    already holds the pool it was read into (a resumed run never reads it again)."""
+    from arbitrage.pool import take_prompts
+    from arbitrage.rundir import RunDir
+
+    if config.pool.prompts and not RunDir(config.out).has_pool():
+        take_prompts(config.pool.prompts, config.pool.n_prompts)
+
+
+def check_providers(config: RunConfig) -> None:
+    """Every model that makes calls names a provider litellm knows (``openai/...``)."""
+    from arbitrage.engine.client import known_provider, no_provider
+
+    models = [(f"teacher {t.name!r}", t.model, t.api_base) for t in config.teachers]
+    scorers = config.reward.scorers()
+    for s in scorers:
+        if s.kind in ("judge", "pairwise") and s.model:
+            who = f"reward member {s.label!r}" if isinstance(s, MemberConfig) else "reward"
+            models.append((who, s.model, s.api_base))
+    for who, model, api_base in models:
+        if not known_provider(model, api_base):
+            raise ConfigError(f"{who}: {no_provider(model)}")
 
 
 def build_router(config: RunConfig) -> Router:

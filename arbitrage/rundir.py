@@ -24,6 +24,7 @@ and the outcomes. ``arbitrage run`` itself creates or resumes one (``RunDir.prep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbitrage import __version__
 from arbitrage.config import RunConfig
-from arbitrage.errors import ArbitrageError, ConfigError, DataError
+from arbitrage.errors import NO_SPACE, ArbitrageError, ConfigError, DataError, DiskFull
 from arbitrage.records import Outcome, Prompt, dumps, end_whole_line, read_jsonl
 from arbitrage.run_lock import LOCK_NAME
 
@@ -70,8 +71,20 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write to ``path``; a full disk is ``DiskFull`` (what was written before stays)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise DiskFull(path) from None
+        raise
+
+
 class RunDir:
-    """The files of one run; appends are flushed and fsynced, so a kill loses at most a batch."""
+    """The files of one run; appends are flushed and fsynced, so a kill loses at most a
+    batch, and a full disk (``DiskFull``) loses nothing written before it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -115,18 +128,25 @@ class RunDir:
             raise ConfigError(f"{self.path} exists and is not a run directory; use another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         self._write_config(config)
-        marker.write_text(json.dumps({"config_hash": digest, "version": __version__}) + "\n")
+        with writing(marker):
+            marker.write_text(json.dumps({"config_hash": digest, "version": __version__}) + "\n")
 
     def _write_config(self, config: RunConfig) -> None:
         import yaml
 
-        (self.path / "config.yaml").write_text(
-            yaml.safe_dump(config.public_dict(), sort_keys=False, allow_unicode=True)
-        )
+        path = self.path / "config.yaml"
+        with writing(path):
+            path.write_text(
+                yaml.safe_dump(config.public_dict(), sort_keys=False, allow_unicode=True)
+            )
+
+    def has_pool(self) -> bool:
+        """Whether the pool is saved (``prompts.jsonl``): a resumed run reads it back."""
+        return (self.path / "prompts.jsonl").exists()
 
     def load_prompts(self) -> list[Prompt] | None:
         """The saved pool, or ``None`` before it is written."""
-        if not (self.path / "prompts.jsonl").exists():
+        if not self.has_pool():
             return None
         return list(self.iter_prompts())
 
@@ -136,7 +156,12 @@ class RunDir:
 
     def save_prompts(self, prompts: Sequence[Prompt]) -> None:
         tmp = self.path / "prompts.jsonl.tmp"
-        tmp.write_text("".join(dumps(p) + "\n" for p in prompts), encoding="utf-8")
+        with writing(self.path / "prompts.jsonl"):
+            try:
+                tmp.write_text("".join(dumps(p) + "\n" for p in prompts), encoding="utf-8")
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a full disk keeps no half of it
+                raise
         os.replace(tmp, self.path / "prompts.jsonl")
 
     @property
@@ -162,7 +187,9 @@ class RunDir:
         end_whole_line(self.outcomes_path)
 
     def append_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        with self.outcomes_path.open("a", encoding="utf-8") as fh:
+        """Append a window's outcomes. A full disk may leave a torn last line, which the
+        next run cuts off (``mend_outcomes``) before it appends."""
+        with writing(self.outcomes_path), self.outcomes_path.open("a", encoding="utf-8") as fh:
             fh.write("".join(dumps(o) + "\n" for o in outcomes))
             fh.flush()
             os.fsync(fh.fileno())
@@ -172,7 +199,7 @@ class RunDir:
         a kill leaves either the old file or the new one, never part of either."""
         tmp = self.path / "outcomes.jsonl.tmp"
         try:
-            with tmp.open("w", encoding="utf-8") as fh:
+            with writing(self.outcomes_path), tmp.open("w", encoding="utf-8") as fh:
                 for outcome in outcomes:
                     fh.write(dumps(outcome) + "\n")
                 fh.flush()

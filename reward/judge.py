@@ -7,7 +7,9 @@ honoured), AIMD concurrency, a circuit breaker, ``timeout_s`` per attempt and ei
 transport; the API key is read from the environment at call time and scrubbed from
 every error. ``JudgeReward`` scores one answer per call;
 ``reward.pairwise.PairwiseJudgeReward`` compares two. A call that still fails is an
-unscored candidate, never a crash; ``BudgetExceeded`` stops the run.
+unscored candidate, never a crash; ``BudgetExceeded`` stops the run, and so does
+``CallRejected`` (the judge's key refused, no such model or provider): every other
+judge call would fail the same way.
 
 With structured output on (``structured=True``, or by default where litellm says
 the model supports a JSON schema) the judge is asked for ``{"reason", "score"}``
@@ -242,6 +244,7 @@ class LLMJudge(RewardModel):
         Raises:
             ConfigError: ``api_key_env`` is not set.
             BudgetExceeded: The call would cross the run's budget.
+            CallRejected: The key was refused, or there is no such model or provider.
         """
         try:
             gen = await self.client.complete(self.request(messages), prompt_id=prompt.id)

@@ -20,7 +20,10 @@ limits) is skipped.
 
 A failure never escapes as an exception unless it is an ``ArbitrageError`` (an open
 circuit, the budget, a missing API key): it becomes a ``Generation`` with ``error``
-set, the API key scrubbed from it before it is cut to length.
+set, the API key scrubbed from it before it is cut to length. A failure that every
+other call of the model would meet too (the key refused: 401, 403; no such model:
+404; a model string litellm knows no provider for) raises ``CallRejected`` instead,
+naming the caller and never the key: the run stops rather than pay for nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from arbitrage.engine.transport import (
     ReplyTooLong,
     chat_reply,
 )
-from arbitrage.errors import ArbitrageError, ConfigError, TeacherUnavailable
+from arbitrage.errors import ArbitrageError, CallRejected, ConfigError, TeacherUnavailable
 from arbitrage.llm import CompletionFn, is_local, scrub
 from arbitrage.records import Generation, Usage
 
@@ -159,7 +162,9 @@ class LLMClient:
         Raises:
             TeacherUnavailable: the circuit is open.
             BudgetExceeded: the call could cross the budget.
-            ConfigError: ``api_key_env`` is not set.
+            ConfigError: ``api_key_env`` is not set, or holds what looks like a key.
+            CallRejected: the key was refused, or there is no such model or provider.
+            DiskFull, DataError: the call cache cannot be written, or is corrupt.
         """
         key = request_key(request) if self.cache is not None else ""
         if self.cache is not None:
@@ -195,6 +200,10 @@ class LLMClient:
         except ArbitrageError:
             raise
         except Exception as exc:  # retries spent, or not retryable: 4xx, a broken provider
+            rejected = self._rejected(exc, request, api_key, prompt_id)
+            if rejected is not None:
+                self.stats.failed += 1
+                raise rejected from None
             gen = self._failed(prompt_id, self._message(exc, api_key), start)
         self._count(gen)
         return gen
@@ -351,10 +360,47 @@ class LLMClient:
         env = self.api_key_env
         if env is None:
             return None
+        from arbitrage.config import env_name_problem
+
+        problem = env_name_problem(env)
+        if problem is not None:  # a key pasted where its variable's name belongs
+            raise ConfigError(f"{self.label}: api_key_env: {problem}")
         key = os.environ.get(env)
         if not key:
             raise ConfigError(f"{self.label}: environment variable {env} is not set")
         return key
+
+    def _rejected(
+        self, exc: Exception, request: dict[str, Any], api_key: str | None, prompt_id: str
+    ) -> CallRejected | None:
+        """``CallRejected`` for a failure no retry and no other prompt will get past,
+        else ``None``. The server's words are kept only for a missing model (they name
+        it), scrubbed of the key; a refused key's reply may quote part of it."""
+        from arbitrage.llm import litellm
+
+        errors = litellm().exceptions
+        status = getattr(exc, "status_code", None)
+        code = f"HTTP {status}" if status else type(exc).__name__
+        # litellm raises its own type for a 401 or a 404, but for a 403 only from some
+        # providers (openai/ gives a plain APIError, with the status kept on it)
+        if status in (401, 403) or isinstance(
+            exc, errors.AuthenticationError | errors.PermissionDeniedError
+        ):
+            where = f"the API key in {self.api_key_env}" if self.api_key_env else "its API key"
+            what = f"{where} was refused ({code}); fix it and rerun the same command to resume"
+        elif status == 404 or isinstance(exc, errors.NotFoundError):
+            reason = " ".join(scrub(str(exc), [api_key or ""]).split())[:200]
+            what = f"no such model ({code}: {reason}); check the model name"
+        elif isinstance(exc, errors.BadRequestError) and not known_provider(
+            self.model, request.get("api_base")
+        ):
+            what = no_provider(self.model)
+        else:
+            return None
+        who = self.label if self.model in self.label else f"{self.label} ({self.model})"
+        return CallRejected(
+            f"{who}: {what}", teacher=self.name, prompt_id=prompt_id, status_code=status
+        )
 
     def _failed(self, prompt_id: str, message: str, start: float, cost: float = 0.0) -> Generation:
         return Generation(
@@ -374,3 +420,26 @@ class LLMClient:
         else:
             text = f"{type(exc).__name__}: {exc}"
         return scrub(text, [api_key or ""])[:_MESSAGE_CHARS]
+
+
+def known_provider(model: str, api_base: str | None = None) -> bool:
+    """Whether litellm knows which provider serves ``model`` (the bundled ``local/``
+    models always have one)."""
+    if is_local(model):
+        return True
+    from arbitrage.llm import litellm
+
+    module = litellm()
+    try:
+        module.get_llm_provider(model=model, api_base=api_base)
+    except module.exceptions.BadRequestError:
+        return False
+    return True
+
+
+def no_provider(model: str) -> str:
+    """What to say of a model string litellm knows no provider for."""
+    return (
+        f"litellm knows no provider for model {model!r}; write it as provider/model "
+        "(e.g. openai/gpt-4o-mini)"
+    )

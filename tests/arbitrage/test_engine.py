@@ -80,7 +80,8 @@ def test_failed_calls_are_retried_on_rerun_truncated_ones_are_not(tmp_path, stub
     stub.set_handler("alpha", lambda m: Reply("cut", finish_reason="length"))
     stub.set_handler("beta", lambda m: Reply("bad request", status=400))
     cache = {"path": str(tmp_path / "shared.sqlite")}
-    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 0
+    # no answer can win, so the run exits 2 ("kept no row"), its calls cached all the same
+    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 2
     with sqlite3.connect(tmp_path / "shared.sqlite") as db:
         statuses = db.execute(
             "SELECT teacher, status, COUNT(*) FROM calls GROUP BY 1, 2"

@@ -143,7 +143,8 @@ def test_live_panel_shows_each_teacher_with_its_counters(tmp_path, stub):
     console.print(panel)
     rows = {line.split()[0]: line.split() for line in console.export_text().splitlines() if line}
     header = rows["teacher"]
-    assert [t.name for t in panel.teachers] == ["alpha", "beta"]
+    # the judge makes its calls like a teacher and shows with them
+    assert [t.name for t in panel.teachers] == ["alpha", "beta", "judge"]
     assert panel.teachers[0].stats.ok == 24 and panel.teachers[1].stats.failed == 24
     assert len(rows["alpha"]) == len(rows["beta"]) == len(header) == 11  # fits 80 columns
     assert rows["alpha"][header.index("circuit")] == "up"

@@ -255,6 +255,8 @@ def test_a_cache_on_a_full_disk_stops_in_one_line_and_a_rerun_resumes(tmp_path, 
     assert cli_result(tmp_path, "second") == (0, "")
     final = RunDir(tmp_path / "run").load_outcomes()
     assert len(final) == 24 and final[: len(kept)] == kept
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["engine"]["cache"]["hits"] > 0  # what the cache held before is used again
 
 
 @needs_mounts
@@ -454,13 +456,13 @@ def test_params_that_only_sound_like_keys_are_accepted():
     [
         (
             Reply("bad key", status=401),
-            "the API key in STUB_KEY was refused (401 AuthenticationError)",
+            "the API key in STUB_KEY was refused (HTTP 401); fix it and rerun the same command to resume",
         ),
         (
             Reply("no access", status=403),
-            "the API key in STUB_KEY was refused (403 PermissionDeniedError)",
+            "the API key in STUB_KEY was refused (HTTP 403); fix it and rerun the same command to resume",
         ),
-        (Reply("The model beta does not exist", status=404), "no such model (404 NotFoundError"),
+        (Reply("The model beta does not exist", status=404), "no such model (HTTP 404: "),
     ],
     ids=["401", "403", "404"],
 )
@@ -485,7 +487,7 @@ def test_a_judge_with_a_bad_key_stops_the_run(tmp_path, stub, capsys):
     line = one_error(capsys, ["run", str(tmp_path / "c.yaml")])
     assert line.startswith(
         "arbitrage: error: judge 'openai/judge': the API key in STUB_KEY was refused "
-        "(401 AuthenticationError)"
+        "(HTTP 401); fix it and rerun the same command to resume"
     ), line
     assert requests_for(stub, "judge") <= 4
 

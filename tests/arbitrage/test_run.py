@@ -141,7 +141,8 @@ def test_same_out_with_another_config_is_refused(tmp_path, teachers, capsys):
 
 
 def test_failing_teacher_becomes_data_not_rows(tmp_path, teachers):
-    teachers.set_handler("beta", lambda m: Reply("down", status=401))
+    # a 400, not a 401: a refused key stops the run (test_hostile.py)
+    teachers.set_handler("beta", lambda m: Reply("down", status=400))
     config = write_config(tmp_path, teachers.url, router={"name": "reward"})
     assert main(["run", str(config)]) == 0
     run = tmp_path / "run"

@@ -108,6 +108,7 @@ def test_killed_holder_does_not_block_a_resume(tmp_path, stub_server, monkeypatc
 
 def test_lock_is_released_after_a_run(tmp_path, stub_server, monkeypatch):
     monkeypatch.setenv("STUB_KEY", "sk-lock-test")
+    stub_server.set_handler("judge", lambda m: "Score: 7")  # a row kept: exit 0
     config = _write_config(tmp_path, stub_server.url)
     assert main(["run", str(config)]) == 0
     assert (tmp_path / "run" / ".lock").read_text() == ""  # no holder named any more
@@ -118,6 +119,7 @@ def test_lock_is_released_after_a_run(tmp_path, stub_server, monkeypatch):
 
 def test_writers_refuse_and_readers_work_while_locked(tmp_path, stub_server, monkeypatch, capsys):
     monkeypatch.setenv("STUB_KEY", "sk-lock-test")
+    stub_server.set_handler("judge", lambda m: "Score: 7")  # a row kept: exit 0
     config = _write_config(tmp_path, stub_server.url)
     run_dir = tmp_path / "run"
     assert main(["run", str(config)]) == 0

@@ -6,6 +6,7 @@ import pytest
 from stub_server import PeakInFlight, Reply, Scripted
 
 from arbitrage.cli import main
+from arbitrage.errors import CallRejected
 from arbitrage.records import Prompt
 from arbitrage.teachers import Teacher
 
@@ -56,12 +57,12 @@ def test_rate_limit_is_retried_then_succeeds(stub_server):
     assert len(flaky.times) == 2
 
 
-def test_auth_error_is_not_retried_and_becomes_data(stub_server):
-    stub_server.set_handler("t", lambda m: Reply("bad key", status=401))
-    gen = asyncio.run(teacher(stub_server.url, retries=3).agenerate(PROMPT))
-    assert not gen.ok and gen.status == "error"
-    assert "AuthenticationError" in gen.error
-    assert "sk-test-key" not in gen.error
+def test_auth_error_is_not_retried_and_stops_with_the_teachers_name(stub_server):
+    stub_server.set_handler("t", lambda m: Reply("bad key sk-test-key", status=401))
+    with pytest.raises(CallRejected) as info:
+        asyncio.run(teacher(stub_server.url, retries=3).agenerate(PROMPT))
+    assert str(info.value).startswith("teacher 't' (openai/t): the API key in STUB_KEY")
+    assert "sk-test-key" not in str(info.value)
     assert len(stub_server.requests) == 1
 
 

@@ -9,7 +9,7 @@ from stub_server import Reply, Scripted
 
 from arbitrage.config import parse_config
 from arbitrage.engine.transport import direct_completion
-from arbitrage.errors import ConfigError
+from arbitrage.errors import CallRejected, ConfigError
 from arbitrage.records import Prompt
 from arbitrage.teachers import Teacher
 
@@ -76,12 +76,33 @@ def test_rate_limit_with_retry_after_is_honoured_then_retried(stub_server):
     assert t.limits.concurrency == 4  # a 429 halves the teacher's concurrency
 
 
-def test_auth_error_is_not_retried(stub_server):
-    stub_server.set_handler("t", lambda m: Reply("bad key", status=401))
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply("bad key", status=401), "AuthenticationError"),
+        (Reply("forbidden", status=403), "PermissionDeniedError"),
+        (Reply("no such model", status=404), "NotFoundError"),
+    ],
+)
+def test_a_refused_key_or_a_missing_model_stops_at_once(stub_server, reply, error):
+    """No retry and no other prompt gets past these (issue 13 item 12): the first one
+    stops the run, the key not in its message."""
+    stub_server.set_handler("t", lambda m: reply)
     t = teacher(stub_server.url, retries=3)
-    gen = generate(t)
-    assert gen.status == "error" and gen.error.startswith("AuthenticationError")
+    with pytest.raises(CallRejected) as info:
+        generate(t)
+    assert info.value.status_code == reply.status and KEY not in str(info.value)
     assert len(stub_server.requests) == 1 and t.stats.retries == 0
+
+    async def call():  # the transport's own exception: the one litellm raises
+        messages = [{"role": "user", "content": "hi"}]
+        await direct_completion(
+            model="openai/t", messages=messages, api_base=stub_server.url, api_key=KEY
+        )
+
+    with pytest.raises(Exception) as raw:
+        asyncio.run(call())
+    assert type(raw.value).__name__ == error
 
 
 @pytest.mark.parametrize(
@@ -93,8 +114,7 @@ def test_auth_error_is_not_retried(stub_server):
         (Reply("", fault="malformed"), "malformed reply", True),
         (Reply("", fault="drop"), "APIConnectionError", True),
         (Reply("bad request", status=400), "BadRequestError", False),
-        (Reply("forbidden", status=403), "PermissionDeniedError", False),
-        (Reply("no such model", status=404), "NotFoundError", False),
+        (Reply("unprocessable", status=422), "BadRequestError", False),
     ],
 )
 def test_failures_map_to_litellm_exceptions_and_retry_as_litellm_would(
@@ -176,7 +196,7 @@ def test_truncated_answer_is_recorded_as_truncated(stub_server):
     assert gen.text == "cut off mid" and gen.finish_reason == "length"
 
 
-@pytest.mark.parametrize("status", [401, 429, 500])
+@pytest.mark.parametrize("status", [400, 429, 500])  # 401: test_a_refused_key_...
 def test_api_key_is_never_in_an_error_message(stub_server, status):
     stub_server.set_handler("t", lambda m: Reply(f"invalid key {KEY}", status=status))
     gen = generate(teacher(stub_server.url, retries=0))
