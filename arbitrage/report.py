@@ -64,12 +64,15 @@ def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     model's ``max_length``."""
     counts: Counter[str] = Counter()
     gated: Counter[str] = Counter()
+    values: Counter[float] = Counter()
     for outcome in outcomes:
         for cand in outcome.candidates:
             if not cand.generation.ok:
                 continue
             details = cand.reward_details
             counts["scored" if cand.reward is not None else "unscored"] += 1
+            if cand.reward is not None:
+                values[round(cand.reward, 9)] += 1
             if details.get("language_gated"):
                 counts["language_gated"] += 1
                 gated[outcome.prompt.language] += 1
@@ -81,7 +84,33 @@ def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "language_gated": counts["language_gated"],
         "language_gated_by_language": dict(sorted(gated.items())),
         "truncated": counts["truncated"],
+        "warnings": reward_warnings(counts["scored"], counts["unscored"], values),
     }
+
+
+#: Scored answers before a constant reward is worth a warning, and the share of them
+#: one value must hold to count as (near) constant.
+MIN_SCORED = 10
+CONSTANT_SHARE = 0.95
+
+
+def reward_warnings(scored: int, unscored: int, values: Counter[float]) -> list[str]:
+    """What says the reward did not decide anything: (near) every score the same (the
+    first teacher in config order then wins every tie), or most answers unscored."""
+    out = []
+    if scored >= MIN_SCORED and values:
+        value, n = values.most_common(1)[0]
+        if n >= CONSTANT_SHARE * scored:
+            out.append(
+                f"the reward gave {n} of {scored} scored answers the same score ({value:g}): "
+                "it does not tell the answers apart, and ties go to the teacher listed first"
+            )
+    if unscored > scored and unscored + scored >= 4:
+        out.append(
+            f"{unscored} of {scored + unscored} complete answers got no score: check the "
+            "reward (a judge whose replies hold no score, a language gate set too high)"
+        )
+    return out
 
 
 def scoring_line(summary: dict[str, Any]) -> str:
@@ -96,6 +125,7 @@ def scoring_line(summary: dict[str, Any]) -> str:
     unexplained = s.get("unscored", 0) - s.get("language_gated", 0)
     if unexplained > 0:
         parts.append(f"{unexplained} got no score from the reward (see the log)")
+    parts += [f"WARNING: {w}" for w in s.get("warnings", [])]
     return "reward: " + "; ".join(parts) if parts else ""
 
 

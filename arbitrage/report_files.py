@@ -159,6 +159,10 @@ def render_html(summary: dict[str, Any], paths: dict[str, Path], config: RunConf
         f"({summary['generations_per_prompt']} per prompt), router <code>{html.escape(router)}"
         f"</code>, cost ${summary['cost_usd']:.4f}. Mixture: <b>{mix['rows']}</b> SFT rows, "
         f"<b>{mix['pairs']}</b> preference pairs.</p>",
+        *(
+            f"<p class='warning'><b>Warning:</b> {html.escape(w)}</p>"
+            for w in summary.get("scoring", {}).get("warnings", [])
+        ),
         "<h2>Who wins where</h2>",
         _img(paths["win_rate_language"], "win rate per language"),
         _img(paths["win_rate_task"], "win rate per task"),
