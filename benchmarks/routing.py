@@ -2,7 +2,7 @@
 
     python benchmarks/routing.py [--prompts 600] [--seeds 5] [--plot docs/img/quality_cost.png]
 
-The pool is the documented simulation in ``arbitrage/simulate.py`` (teacher quality
+The pool is the documented simulation in ``benchmarks/simulate.py`` (teacher quality
 differs by language × task; every teacher answered every prompt), or a real run
 routed with ``reward``: ``--run RUN_DIR``. Prints one table per pool, averaged over
 seeds, and the quality-vs-cost curve of the bandit router with its APGR.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from simulate import simulated_outcomes
 
 from arbitrage.evaluate import apgr, baselines, fully_scored, replay
 from arbitrage.records import Outcome
-from arbitrage.simulate import simulated_outcomes
 from routers import get_router
 
 ROUTERS = [

@@ -5,7 +5,7 @@ import pytest
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.evaluate import apgr, baselines, fully_scored, replay
 from arbitrage.records import Candidate, Generation, Outcome, Prompt
-from arbitrage.simulate import simulated_outcomes
+from benchmarks.simulate import simulated_outcomes
 from routers import get_router
 
 TEACHERS = ["multi", "regional", "mono"]
