@@ -7,7 +7,7 @@ import pytest
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 from reward import get_reward
-from reward.fidelity import language_fidelity
+from reward.fidelity import language_fidelity, weigh_against
 from reward.local import LocalJudgeReward, degeneracy
 
 SAMPLES = {
@@ -24,6 +24,7 @@ SAMPLES = {
 
 @pytest.mark.parametrize("code", sorted(SAMPLES))
 def test_fidelity_recognises_language(code: str) -> None:
+    weigh_against(SAMPLES)  # a run in these languages
     assert language_fidelity(SAMPLES[code], code) > 0.9
     other = "fr" if code == "en" else "en"
     assert language_fidelity(SAMPLES[code], other) < 0.1
@@ -72,3 +73,18 @@ def test_good_answer_beats_degenerate_ones() -> None:
     assert set(scores[0].details) == {"judge_yes", "language_fidelity", "degeneracy"}
     for worse in scores[1:]:
         assert scores[0].value > worse.value  # type: ignore[operator]
+
+
+def test_fidelity_loads_only_the_languages_in_use() -> None:
+    """The expected language, the run's, their relatives and the drift set: not all 50."""
+    from reward import fidelity
+    from reward.fidelity import DRIFT, _detector, _language, _relatives
+
+    weigh_against(["sw", "yo"])
+    language_fidelity(SAMPLES["fr"], "tr")
+    values = _detector(_language("tr")).compute_language_confidence_values(SAMPLES["fr"])
+    in_use = {"tr", *fidelity._run_languages}  # earlier tests of this process add theirs
+    expected = {*DRIFT, *in_use, *(c for code in in_use for c in _relatives(code))}
+    assert {"sw", "yo", "zu", "ha"} <= expected
+    assert {v.language for v in values} == {_language(c) for c in expected} - {None}
+    assert _language("th") not in {v.language for v in values}
