@@ -19,7 +19,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 @dataclass
@@ -309,3 +312,12 @@ def stub_config(
     }
     config.update(overrides)
     return config
+
+
+def write_stub_run(tmp_path: Path, url: str, name: str = "run", **overrides: Any) -> Path:
+    """``stub_config`` for the run directory ``tmp_path/name`` (``batch_size`` 6 unless
+    overridden), written to ``tmp_path/name.yaml``; its path."""
+    config = stub_config(str(tmp_path / name), url, **{"batch_size": 6, **overrides})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

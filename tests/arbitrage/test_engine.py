@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stub_server import PeakInFlight, Reply, Scripted, stub_config
+from stub_server import PeakInFlight, Reply, Scripted, stub_config, write_stub_run
 
 from arbitrage.cli import main
 from arbitrage.engine import CircuitBreaker, TeacherLimits, request_key
@@ -24,13 +24,6 @@ def stub(stub_server, monkeypatch):
     monkeypatch.setenv("STUB_KEY", SECRET)
     stub_server.set_handler("judge", lambda m: "Fine.\nScore: 7")
     return stub_server
-
-
-def write(tmp_path: Path, url: str, name: str = "run", **overrides) -> Path:
-    config = stub_config(str(tmp_path / name), url, batch_size=6, **overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def teacher_requests(stub, name: str | None = None) -> list[dict]:
@@ -54,10 +47,10 @@ def test_cache_key_ignores_key_and_transport_but_not_sampling():
 
 def test_second_run_sends_no_teacher_request(tmp_path, stub):
     cache = {"path": str(tmp_path / "shared.sqlite")}
-    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "one", cache=cache))]) == 0
     assert len(teacher_requests(stub)) == 48
     stub.requests.clear()
-    assert main(["run", str(write(tmp_path, stub.url, "two", cache=cache))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "two", cache=cache))]) == 0
     assert stub.requests == []  # neither teachers (48 calls) nor the judge (48 calls)
     assert report(tmp_path, "two")["engine"]["cache"]["hits"] == 96
     rows = [(tmp_path / n / "mixture.jsonl").read_text() for n in ("one", "two")]
@@ -66,7 +59,7 @@ def test_second_run_sends_no_teacher_request(tmp_path, stub):
 
 def test_changed_temperature_re_requests_only_that_teacher(tmp_path, stub):
     cache = {"path": str(tmp_path / "shared.sqlite")}
-    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "one", cache=cache))]) == 0
     config = stub_config(str(tmp_path / "two"), stub.url, batch_size=6, cache=cache)
     config["teachers"][1]["temperature"] = 0.2
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(config))
@@ -81,7 +74,7 @@ def test_failed_calls_are_retried_on_rerun_truncated_ones_are_not(tmp_path, stub
     stub.set_handler("beta", lambda m: Reply("bad request", status=400))
     cache = {"path": str(tmp_path / "shared.sqlite")}
     # no answer can win, so the run exits 2 ("kept no row"), its calls cached all the same
-    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 2
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "one", cache=cache))]) == 2
     with sqlite3.connect(tmp_path / "shared.sqlite") as db:
         statuses = db.execute(
             "SELECT teacher, status, COUNT(*) FROM calls GROUP BY 1, 2"
@@ -89,14 +82,14 @@ def test_failed_calls_are_retried_on_rerun_truncated_ones_are_not(tmp_path, stub
     assert statuses == [("alpha", "truncated", 24)]
     stub.reset()
     stub.set_handler("judge", lambda m: "Fine.\nScore: 7")
-    assert main(["run", str(write(tmp_path, stub.url, "two", cache=cache))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "two", cache=cache))]) == 0
     assert teacher_requests(stub, "alpha") == []
     assert len(teacher_requests(stub, "beta")) == 24
     assert report(tmp_path, "two")["teachers"]["beta"]["ok"] == 24
 
 
 def test_api_key_is_not_in_the_cache_file(tmp_path, stub):
-    assert main(["run", str(write(tmp_path, stub.url))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url))]) == 0
     files = list((tmp_path / "run").glob("cache.sqlite*"))
     assert tmp_path / "run" / "cache.sqlite" in files
     for path in files:
@@ -107,7 +100,7 @@ def test_api_key_is_not_in_the_cache_file(tmp_path, stub):
 
 
 def test_cache_can_be_disabled(tmp_path, stub):
-    config = write(tmp_path, stub.url, cache={"enabled": False})
+    config = write_stub_run(tmp_path, stub.url, cache={"enabled": False})
     assert main(["run", str(config)]) == 0
     assert not (tmp_path / "run" / "cache.sqlite").exists()
 
@@ -221,7 +214,9 @@ def test_breaker_opens_after_k_failures_then_probes_once():
 def test_dead_teacher_is_circuit_broken_and_the_run_finishes_on_the_others(tmp_path, stub):
     stub.set_handler("beta", lambda m: Reply("boom", status=500))
     # one window in flight: what "the first batch" below means
-    config = write(tmp_path, stub.url, breaker={"failures": 3, "cooldown_s": 600}, windows=1)
+    config = write_stub_run(
+        tmp_path, stub.url, breaker={"failures": 3, "cooldown_s": 600}, windows=1
+    )
     start = time.monotonic()
     assert main(["run", str(config)]) == 0
     assert time.monotonic() - start < 30
@@ -245,7 +240,7 @@ def test_dead_teacher_is_circuit_broken_and_the_run_finishes_on_the_others(tmp_p
 def test_learning_routers_never_route_to_an_open_circuit(tmp_path, stub, router):
     stub.set_handler("beta", lambda m: Reply("boom", status=503))
     params = {"warmup": 6} if router == "learned" else {"max_generations_per_prompt": 2.0}
-    config = write(
+    config = write_stub_run(
         tmp_path,
         stub.url,
         router={"name": router, "params": params},
@@ -266,7 +261,9 @@ def test_learning_routers_never_route_to_an_open_circuit(tmp_path, stub, router)
 def test_a_route_to_an_open_teacher_goes_to_the_next_one(tmp_path, stub):
     stub.set_handler("beta", lambda m: Reply("boom", status=503))
     fixed = {"name": "fixed", "params": {"default": "beta"}}
-    config = write(tmp_path, stub.url, router=fixed, breaker={"failures": 2, "cooldown_s": 600})
+    config = write_stub_run(
+        tmp_path, stub.url, router=fixed, breaker={"failures": 2, "cooldown_s": 600}
+    )
     assert main(["run", str(config)]) == 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "mixture.jsonl").read_text().splitlines()]
     assert len(rows) >= 18 and {r["teacher"] for r in rows} == {"alpha"}
@@ -282,7 +279,9 @@ def test_every_teacher_down_stops_with_one_line_and_keeps_work(tmp_path, stub, c
     stub.set_handler("alpha", dies_later)
     stub.set_handler("beta", dies_later)
     # one window in flight: what "the first batch" below means
-    config = write(tmp_path, stub.url, breaker={"failures": 2, "cooldown_s": 600}, windows=1)
+    config = write_stub_run(
+        tmp_path, stub.url, breaker={"failures": 2, "cooldown_s": 600}, windows=1
+    )
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stub_server import Reply, stub_config
+from stub_server import Reply, stub_config, write_stub_run
 
 from arbitrage import errors
 from arbitrage.cli import main
@@ -36,13 +36,6 @@ def stub(stub_server, monkeypatch):
     monkeypatch.setenv("STUB_KEY", SECRET)
     stub_server.set_handler("judge", lambda m: "Fine.\nScore: 7")
     return stub_server
-
-
-def write(tmp_path: Path, url: str, name: str = "run", **overrides) -> Path:
-    config = stub_config(str(tmp_path / name), url, batch_size=6, **overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def one_error(capsys, argv: list[str]) -> str:
@@ -76,14 +69,14 @@ def test_a_prompts_file_that_is_not_utf8_is_one_line(tmp_path, stub, capsys):
         f"{good}\n".encode() + '{"text": "caf\xe9", "language": "fr"}\n'.encode("cp1252")
     )
     pool = {"prompts": str(prompts)}
-    line = one_error(capsys, ["run", str(write(tmp_path, stub.url, pool=pool))])
+    line = one_error(capsys, ["run", str(write_stub_run(tmp_path, stub.url, pool=pool))])
     assert line == f"arbitrage: error: {prompts}:2: not UTF-8 text; save the file as UTF-8"
     assert not (tmp_path / "run").exists()  # checked before anything is created
 
 
 def test_out_pointing_at_a_file_is_one_line(tmp_path, stub, capsys):
     (tmp_path / "taken").write_text("not a directory")
-    config = write(tmp_path, stub.url)
+    config = write_stub_run(tmp_path, stub.url)
     line = one_error(capsys, ["run", str(config), "--out", str(tmp_path / "taken")])
     assert line == (
         f"arbitrage: error: out {tmp_path / 'taken'} is a file, not a directory; use another --out"
@@ -97,12 +90,12 @@ def test_the_pool_is_checked_before_the_run_directory_is_created(tmp_path, stub,
     config behind, so the fixed config was refused as "a different config"."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"text": "Name a river.", "language": "en"}) + "\n")
-    typo = write(tmp_path, stub.url, pool={"prompts": str(tmp_path / "promts.jsonl")})
+    typo = write_stub_run(tmp_path, stub.url, pool={"prompts": str(tmp_path / "promts.jsonl")})
     line = one_error(capsys, ["run", str(typo)])
     assert line == f"arbitrage: error: prompt file not found: {tmp_path / 'promts.jsonl'}"
     assert not (tmp_path / "run").exists()
     assert stub.requests == []
-    fixed = write(tmp_path, stub.url, pool={"prompts": str(prompts)})
+    fixed = write_stub_run(tmp_path, stub.url, pool={"prompts": str(prompts)})
     assert main(["run", str(fixed)]) == 0
     assert len(RunDir(tmp_path / "run").load_outcomes()) == 1
 
@@ -136,11 +129,11 @@ def test_a_cache_with_corrupt_pages_is_a_data_error_from_get(tmp_path):
 
 def test_a_run_on_a_cache_with_corrupt_pages_is_one_line(tmp_path, stub, capsys):
     cache = {"path": str(tmp_path / "shared.sqlite")}
-    assert main(["run", str(write(tmp_path, stub.url, "one", cache=cache))]) == 0
+    assert main(["run", str(write_stub_run(tmp_path, stub.url, "one", cache=cache))]) == 0
     capsys.readouterr()
     corrupt_pages(tmp_path / "shared.sqlite")
     stub.requests.clear()
-    line = one_error(capsys, ["run", str(write(tmp_path, stub.url, "two", cache=cache))])
+    line = one_error(capsys, ["run", str(write_stub_run(tmp_path, stub.url, "two", cache=cache))])
     assert line.startswith(
         f"arbitrage: error: {tmp_path / 'shared.sqlite'}: the call cache is corrupt"
     )
@@ -517,7 +510,7 @@ def test_an_unknown_provider_raises_from_the_call_path(stub):
 def test_a_run_that_keeps_no_row_exits_non_zero(tmp_path, stub, capsys):
     for name in ("alpha", "beta"):
         stub.set_handler(name, lambda m: Reply("bad request", status=400))
-    line = one_error(capsys, ["run", str(write(tmp_path, stub.url))])
+    line = one_error(capsys, ["run", str(write_stub_run(tmp_path, stub.url))])
     assert line == (
         "arbitrage: error: the run kept no row: no prompt of 24 has a winning answer "
         f"(answers: 48 error); see {tmp_path / 'run'}/report.html for why"
@@ -535,7 +528,7 @@ def test_a_prompt_row_without_text_is_refused_with_its_line(tmp_path, stub, caps
     rows = [{"text": "Name a river.", "language": "en"}, {"text": text, "language": "en"}]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     line = one_error(
-        capsys, ["run", str(write(tmp_path, stub.url, pool={"prompts": str(prompts)}))]
+        capsys, ["run", str(write_stub_run(tmp_path, stub.url, pool={"prompts": str(prompts)}))]
     )
     assert line == (
         f"arbitrage: error: {prompts}:2: 'text' is {what}; every prompt row needs an instruction"
