@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,23 @@ def _stats(values: Sequence[float]) -> list[str]:
         f"{min(values):.3f}",
         f"{max(values):.3f}",
     ]
+
+
+def _basis_line(rows: Sequence[dict[str, Any]]) -> str:
+    """What the kept rows' rewards rested on (``basis``: a model, a reference answer, ...)."""
+    counts = Counter(str(r.get("basis", "model")) for r in rows)
+    if not counts:
+        return ""
+    return "\n- reward basis of the kept rows: " + ", ".join(
+        f"{name} {n}" for name, n in counts.most_common()
+    )
+
+
+def _batched(config: RunConfig) -> bool:
+    scorers = config.reward.scorers()
+    return any(t.mode == "batch" for t in config.teachers) or any(
+        s.mode == "batch" for s in scorers
+    )
 
 
 def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -> str:
@@ -67,7 +85,8 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
         f"- **SFT rows** (config `default`, column `messages`): {counts['rows']}\n"
         f"- **Preference pairs** (config `preference`, `prompt`/`chosen`/`rejected`): "
         f"{counts['pairs']}\n"
-        f"- **Cost**: ${cost:.4f} for {summary.get('generations', 0)} generations",
+        f"- **Cost**: ${cost:.4f} for {summary.get('generations', 0)} generations"
+        + (" (batch API calls at batch prices)" if _batched(config) else ""),
         "Check each teacher's terms of use before training on or sharing its outputs.",
         "## Teachers",
         _md_table(
@@ -75,7 +94,7 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
             [
                 [
                     t.name,
-                    f"`{t.model}`",
+                    f"`{t.model}`" + (" (batch API)" if t.mode == "batch" else ""),
                     int(summary.get("teachers", {}).get(t.name, {}).get("generations", 0)),
                     int(summary.get("teachers", {}).get(t.name, {}).get("wins", 0)),
                     int(summary.get("teachers", {}).get(t.name, {}).get("tokens", 0)),
@@ -85,7 +104,8 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
             ],
         ),
         f"## Router and reward\n\n- router: `{router_line}`\n- reward: `{config.reward.kind}`"
-        + (f" (`{config.reward.model}`)" if config.reward.model else ""),
+        + (f" (`{config.reward.model}`)" if config.reward.model else "")
+        + _basis_line(mixture.rows),
         "## Rows per language × task × teacher",
         _md_table(
             ["language", "task", "teacher", "rows"],
@@ -103,12 +123,62 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
         "Rows dropped, by the first reason each failed:",
         _md_table(["reason", "rows"], dropped),
     ]
+    if counts.get("eval_sets"):
+        sections += [
+            f"Decontamination ({config.mixture.decontaminate_ngram}-gram overlap of prompts "
+            "and answers with each eval set's items):",
+            _md_table(
+                ["eval set", "items", "items too short to match", "rows dropped"],
+                [
+                    [name, s["items"], s["short"], counts["contaminated"].get(name, 0)]
+                    for name, s in counts["eval_sets"].items()
+                ],
+            ),
+        ]
     if counts["pairs_dropped"]:
         sections += [
             "Prompts without a preference pair:",
             _md_table(["reason", "prompts"], list(counts["pairs_dropped"].items())),
         ]
+    sections += _samples_and_fusion(config, mixture.rows, summary)
     return "\n\n".join(sections) + "\n"
+
+
+def _samples_and_fusion(
+    config: RunConfig, rows: Sequence[dict[str, Any]], summary: dict[str, Any]
+) -> list[str]:
+    """The card's section on samples per teacher and fusion, when the run used them."""
+    samples = {t.name: t.samples for t in config.teachers if t.samples > 1}
+    fusion = summary.get("fusion")
+    if not samples and config.fusion is None:
+        return []
+    lines = []
+    if samples:
+        asked = ", ".join(f"{name} × {k}" for name, k in samples.items())
+        lines.append(f"- samples per prompt: {asked}; each row is the best-scored sample")
+        base = summary.get("samples") or {}
+        k = base.get("samples", 1)
+        label = f"best single × {k} samples"
+        if label in base:
+            lines.append(
+                f"- mean reward: this mixture's answers {base['arbitraged']:.4f}, {label} "
+                f"({base[label + ' teacher']}) {base[label]:.4f}, best single × 1 sample "
+                f"{base['best single × 1 sample']:.4f} ({base['prompts']} prompts)"
+            )
+    if config.fusion is not None:
+        fused = sum(1 for r in rows if r.get("fused_from"))
+        lines.append(
+            f"- fusion: `{config.fusion.model}` wrote one answer from the top "
+            f"{config.fusion.top_k} candidates (keep: {config.fusion.keep}); "
+            f"{fused} of {len(rows)} kept rows are fused (`fused_from` lists their sources)"
+        )
+        if fusion and fusion.get("scored"):
+            gain = fusion["mean_gain"]
+            lines.append(
+                f"- fusion won {fusion['won']} of {fusion['scored']} scored fusions; "
+                f"mean reward gain over the best candidate {gain:+.4f}"
+            )
+    return ["## Samples and fusion", "\n".join(lines)]
 
 
 def write_card(

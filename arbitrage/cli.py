@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from arbitrage import __version__
 from arbitrage.errors import NO_SPACE, ArbitrageError, DataError, DiskFull
 from arbitrage.llm import is_local
+from arbitrage.run_log import INTERVAL_S, banner_lines
 
 if TYPE_CHECKING:
     from arbitrage.config import RunConfig
     from arbitrage.factories import RunParts
+    from arbitrage.pipeline import RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override seed")
     run.add_argument(
         "--engine", choices=["local", "ray"], help="override engine (ray: docs/cluster.md)"
+    )
+    run.add_argument(
+        "--progress-every",
+        type=float,
+        default=INTERVAL_S,
+        metavar="SECONDS",
+        help=f"stderr not a terminal: a progress line every SECONDS (default {INTERVAL_S:g})",
     )
     sub.add_parser("default-config", help="print the embedded default config as YAML")
     rf = sub.add_parser("retry-failed", help="re-request only the failed calls of a run")
@@ -109,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="tables, figures and an HTML page for a run directory (rebuilt from it)"
     )
     rep.add_argument("run_dir")
+    rep.add_argument(
+        "--open", action="store_true", help="open report.html in the web browser ($BROWSER)"
+    )
     return parser
 
 
@@ -147,21 +159,18 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     from arbitrage.live import TeacherPanel
-    from arbitrage.report import mixture_table, scoring_line, teachers_table, wins_table
-    from arbitrage.report_files import mixture_counts
     from arbitrage.run import arun_config
 
     console = Console(stderr=True)
     config, parts = _load(args)
-    teachers = ", ".join(f"{t.name}={t.model}" for t in config.teachers)
     # The pool's own line follows once it is built: a prompts file or a writer model
     # decides what it holds, not pool.n_prompts and pool.languages.
-    console.print(
-        f"[bold]data-arbitrage[/] teachers: {teachers}, "
-        f"reward: {config.reward.kind}, router: {config.router.name}"
-    )
+    for line in banner_lines(config, __version__):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if any(is_local(t.model) for t in config.teachers):
         console.print("local models load on first use (the first run converts them: ~20 s each)")
+    if not console.is_terminal:  # a log: plain lines, no redrawn bar (run_log.py)
+        return _finish(config, _run_logged(config, parts, console, args.progress_every))
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -173,19 +182,53 @@ def _run(args: argparse.Namespace) -> int:
     )
     panel = TeacherPanel()
     _freeze_imports()
-    try:
-        with Live(Group(progress, panel), console=console, refresh_per_second=4):
-            run = arun_config(
-                config,
-                progress=progress,
-                panel=panel,
-                on_pool=lambda line: console.print(line, markup=False, soft_wrap=True),
-                parts=parts,
-            )
-            result = asyncio.run(run)
-    finally:
-        if not console.is_terminal:  # a piped Live leaves its last line open
-            console.line()
+    with Live(Group(progress, panel), console=console, refresh_per_second=4):
+        run = arun_config(
+            config,
+            progress=progress,
+            panel=panel,
+            on_pool=lambda line: console.print(line, markup=False, soft_wrap=True),
+            parts=parts,
+        )
+        result = asyncio.run(run)
+    return _finish(config, result)
+
+
+def _run_logged(config: RunConfig, parts: RunParts, console: Any, every_s: float) -> RunResult:
+    """The run for a log (stderr not a terminal): a plain progress line every
+    ``every_s`` seconds instead of the live panel."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from arbitrage.live import TeacherPanel
+    from arbitrage.run import arun_config
+    from arbitrage.run_log import ProgressLog
+
+    def write(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    progress = Progress(console=console, disable=True)  # counts; never drawn
+    panel = TeacherPanel()
+    _freeze_imports()
+    with ProgressLog(progress, lambda: panel.teachers, write, interval_s=every_s):
+        run = arun_config(config, progress=progress, panel=panel, on_pool=write, parts=parts)
+        return asyncio.run(run)
+
+
+def _finish(config: RunConfig, result: RunResult) -> int:
+    """The end of ``arbitrage run``: the tables on stdout, and where everything is."""
+    from rich.console import Console
+
+    from arbitrage.report import (
+        mixture_table,
+        samples_fusion_lines,
+        scoring_line,
+        teachers_table,
+        wins_table,
+    )
+    from arbitrage.report_files import mixture_counts
+
     summary = result.summary()
     out = Console()
     out.print(wins_table(summary))
@@ -198,6 +241,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if line := scoring_line(summary):
         out.print(line)
+    for line in samples_fusion_lines(summary):
+        out.print(line, markup=False)
     mixture = mixture_counts(config.out)
     out.print(mixture_table(mixture))
     out.print(
@@ -244,6 +289,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from arbitrage.report import (
         mixture_table,
+        samples_fusion_lines,
         scoring_line,
         teachers_table,
         text_table,
@@ -261,9 +307,16 @@ def _report(args: argparse.Namespace) -> int:
     out.print(text_table(report.summary["text"]))
     if line := scoring_line(report.summary):
         out.print(line)
+    for line in samples_fusion_lines(report.summary):
+        out.print(line, markup=False)
     figures = ", ".join(str(p) for k, p in report.paths.items() if p.suffix == ".png")
     out.print(f"report: {report.paths['html']}  figures: {figures}")
     out.print(f"written in {report.summary['report_s']:.1f} s")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(report.paths["html"].resolve().as_uri()):
+            out.print("no web browser found: open the report's path above")
     return 0
 
 
@@ -376,6 +429,8 @@ def _train_router(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``arbitrage`` console script."""
     args = _parser().parse_args(argv)
+    if not sys.stderr.isatty():  # a log: tqdm bars (model conversion) would be redrawn into it
+        os.environ.setdefault("TQDM_DISABLE", "1")
     # Our own progress bar is the one to watch; HF's per-step bars would interleave with it.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -162,7 +162,8 @@ class _Strict(BaseModel):
 class PoolConfig(_Strict):
     """Where prompts come from.
 
-    ``personas``: ``bundled``, ``personahub`` (the HF dataset), a path to a
+    ``personas``: ``bundled``, ``personahub`` (the HF dataset), ``nemotron`` /
+    ``nemotron:<locale or local copy>`` (NVIDIA's Nemotron-Personas), a path to a
     .jsonl/.json/.csv/.parquet file or a ``save_to_disk`` folder, or ``hf:<dataset id>``.
     ``writer``: ``template`` (no model) or the name of a configured teacher, which
     then writes each instruction from persona × task × language.
@@ -170,6 +171,10 @@ class PoolConfig(_Strict):
     instead of synthesising them.
     ``n_prompts``: how many prompts to synthesise (default 60); with ``prompts``, how
     many of the file's rows to take, from the top (default: all of them).
+    ``constraints``: how many verifiable instruction constraints (0–3) to attach to
+    each synthesised prompt, for the ``constraints`` reward (0: none).
+    ``write_tests``: the writer also writes tests for each synthesised coding prompt,
+    for the ``code`` reward (needs a ``writer`` model).
     """
 
     personas: str = "bundled"
@@ -180,6 +185,14 @@ class PoolConfig(_Strict):
     writer: str = "template"
     writer_max_tokens: int = Field(160, ge=16)
     prompts: str | None = None
+    constraints: int = Field(0, ge=0, le=3)
+    write_tests: bool = False
+
+    @model_validator(mode="after")
+    def _tests_need_a_writer(self) -> PoolConfig:
+        if self.write_tests and self.writer == "template":
+            raise ValueError("write_tests needs a writer model: set writer to a teacher's name")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -214,6 +227,19 @@ class PoolConfig(_Strict):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _frames(self) -> PoolConfig:
+        # The template writer writes whole user turns in-language from bundled frames;
+        # a language without them needs a writer model (which also translates).
+        if self.writer == "template" and self.prompts is None:
+            from arbitrage.frames import check_template_languages
+
+            try:
+                check_template_languages(self.languages)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
 
 class TeacherConfig(_Strict):
     """One teacher: a litellm model string and its call parameters.
@@ -231,8 +257,17 @@ class TeacherConfig(_Strict):
     api_base: str | None = None
     api_key_env: str | None = None
     transport: Literal["litellm", "direct"] = "litellm"
+    #: ``batch``: through the provider's batch API (``batch:``; docs/long-runs.md).
+    mode: Literal["online", "batch"] = "online"
+    #: Which batch API (default: ``anthropic`` for ``anthropic/`` models, else ``openai``).
+    batch_api: Literal["openai", "anthropic"] | None = None
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1)
+    #: Answers asked of this teacher per prompt (each its own seed and cache row).
+    samples: int = Field(1, ge=1, le=64)
+    #: How ``samples`` > 1 are asked for: ``n`` (one request, litellm's ``n``), ``calls``
+    #: (one call a sample), ``auto`` (``n`` where the provider takes it, online).
+    samples_via: Literal["auto", "n", "calls"] = "auto"
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
@@ -257,6 +292,50 @@ class TeacherConfig(_Strict):
     @classmethod
     def _direct(cls, value: str, info: ValidationInfo) -> str:
         return _direct(value, info)
+
+    @model_validator(mode="after")
+    def _batch(self) -> TeacherConfig:
+        if self.mode == "batch" and is_local(self.model):
+            raise ValueError(
+                f"mode: batch needs a provider's batch API; {self.model!r} is a bundled "
+                "local model (use mode: online)"
+            )
+        if self.samples_via == "n":
+            from arbitrage.llm import takes_n
+
+            why = (
+                "a batch job sends one request a sample (use auto or calls)"
+                if self.mode == "batch"
+                else None
+                if takes_n(self.model, self.transport)
+                else f"{self.model!r} takes no n (use auto or calls)"
+            )
+            if why is not None:
+                raise ValueError(f"samples_via: n asks for the samples in one request; {why}")
+        return self
+
+
+class BatchConfig(_Strict):
+    """How teachers with ``mode: batch`` use the provider batch APIs (docs/long-runs.md,
+    "Batch mode"). ``round_prompts``: prompts in flight together (``windows: auto``
+    covers them); a job goes out ``linger_s`` after the last call queued, or when the
+    round is full; ``max_requests`` / ``max_bytes`` split it to the provider's limits.
+    Polls start at ``poll_s`` and double to ``max_poll_s``. Past ``deadline_s`` a job is
+    cancelled and its open requests go ``online`` or ``fail``; a request expired,
+    cancelled or failed retryably goes into a new job at most ``resubmits`` times.
+    ``discount``: the batch price as a share of the online one where litellm's price
+    map has no batch price."""
+
+    round_prompts: int = Field(1000, ge=1)
+    linger_s: float = Field(2.0, ge=0)
+    poll_s: float = Field(10.0, gt=0)
+    max_poll_s: float = Field(300.0, gt=0)
+    deadline_s: float = Field(86400.0, gt=0)
+    on_deadline: Literal["online", "fail"] = "fail"
+    max_requests: int = Field(50_000, ge=1)
+    max_bytes: int = Field(200_000_000, ge=1024)
+    resubmits: int = Field(2, ge=0)
+    discount: float = Field(0.5, gt=0, le=1)
 
 
 def _direct(value: str, info: ValidationInfo) -> str:
@@ -291,6 +370,9 @@ class ScorerConfig(_Strict):
     api_key_env: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     transport: Literal["litellm", "direct"] = "litellm"
+    #: ``batch``: a judge's calls through the provider's batch API, as a teacher's.
+    mode: Literal["online", "batch"] = "online"
+    batch_api: Literal["openai", "anthropic"] | None = None
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
     max_reply_chars: int = Field(1_000_000, ge=1)
@@ -362,14 +444,30 @@ class LengthConfig(_Strict):
     min_samples: int = Field(20, ge=2)
 
 
+class VerifyConfig(_Strict):
+    """A verifier as a gate (``reward.verifiers.gate``): an answer it scores below
+    ``threshold`` is left unscored, whatever the reward says; ``params`` go to its class."""
+
+    kind: Literal["math", "code", "constraints"]
+    threshold: float = Field(1.0, ge=0.0, le=1.0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_params(value)
+
+
 class RewardConfig(ScorerConfig):
     """The reward: one scorer, or ``kind: ensemble`` with two or more ``members``; then
-    length control, per-language normalisation and the language gate, in that order."""
+    length control, per-language normalisation and the language gate, in that order.
+    ``verify``: a verifier that gates the scorer's answers (``None``: no gate)."""
 
     members: list[MemberConfig] = Field(default_factory=list)
     normalise: Literal["none", "language"] = "none"
     length: LengthConfig = Field(default_factory=LengthConfig)
     language: LanguageCheckConfig = Field(default_factory=LanguageCheckConfig)
+    verify: VerifyConfig | None = None
 
     @model_validator(mode="after")
     def _members(self) -> RewardConfig:
@@ -445,12 +543,47 @@ class PreferenceConfig(_Strict):
     min_margin: float = Field(0.1, ge=0.0)
 
 
+class EvalSetConfig(_Strict):
+    """One eval set to decontaminate against: ``source`` is a local .jsonl/.json/.csv/
+    .parquet file or a Hugging Face dataset id (``config``, ``split`` for the hub);
+    ``column`` holds the item text; ``name`` labels it in counts (default: the source)."""
+
+    source: str = Field(min_length=1)
+    column: str = Field("text", min_length=1)
+    name: str | None = None
+    split: str = "test"
+    config: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        from arbitrage.decontam import FILE_TYPES
+
+        # a hub id has no file suffix; these are files we cannot read
+        if Path(value).suffix.lower() in (".txt", ".tsv", ".xlsx", ".xls", ".gz", ".zip"):
+            raise ValueError(
+                f"{value!r}: unsupported eval set file type (use {', '.join(FILE_TYPES)})"
+            )
+        return value
+
+
+def _eval_set(value: Any) -> Any:
+    # ``- data/gsm8k_test.jsonl`` is short for ``- {source: data/gsm8k_test.jsonl}``.
+    return {"source": value} if isinstance(value, str) else value
+
+
 class MixtureConfig(_Strict):
     """From scored outcomes to training data: filters, quotas, pairs, publishing.
 
     ``per_language`` / ``per_task`` cap the rows of a language / task (missing ones
     are uncapped); ``max_share_per_teacher`` caps any teacher's share of the rows.
     ``push_to_hub`` is a Hub repo id (``owner/name``) or ``null``.
+    ``decontaminate``: eval sets (``EvalSetConfig``, or a bare source); a row sharing a
+    ``decontaminate_ngram``-token n-gram with one is dropped as ``contaminated``.
     """
 
     min_chars: int = Field(1, ge=0)
@@ -465,6 +598,10 @@ class MixtureConfig(_Strict):
     preference_pairs: PreferenceConfig = Field(default_factory=PreferenceConfig)
     push_to_hub: str | None = None
     private: bool = True
+    decontaminate: list[Annotated[EvalSetConfig, BeforeValidator(_eval_set)]] = Field(
+        default_factory=list
+    )
+    decontaminate_ngram: int = Field(13, ge=3, le=64)
 
     @field_validator("per_language", "per_task")
     @classmethod
@@ -490,6 +627,59 @@ class MixtureConfig(_Strict):
         return self
 
 
+class FusionConfig(_Strict):
+    """``fusion``: a teacher (``model``, by name) writes one answer from a prompt's
+    ``top_k`` best candidates; kept when it beats the best of them (``keep: better``)
+    or whenever it could be scored (``always``). See docs/training-data.md."""
+
+    model: str = Field(min_length=1)
+    top_k: int = Field(3, ge=2, le=16)
+    keep: Literal["better", "always"] = "better"
+
+
+def _model_string(value: Any) -> Any:
+    # ``simulator: openai/gpt-4o-mini`` is short for ``simulator: {model: openai/gpt-4o-mini}``.
+    return {"model": value} if isinstance(value, str) else value
+
+
+class SimulatorConfig(TeacherConfig):
+    """The user simulator's model: a teacher's keys, ``name`` defaulting to ``simulator``
+    and ``max_tokens`` to 200 (a user's message is short)."""
+
+    name: str = Field("simulator", min_length=1)
+    max_tokens: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _one_sample(self) -> SimulatorConfig:
+        if self.samples != 1:
+            raise ValueError("the simulator writes one follow-up per turn: samples must be 1")
+        return self
+
+
+class ConversationConfig(_Strict):
+    """Multi-turn conversations (``turns`` > 1; see docs/training-data.md).
+
+    ``simulator``: the model that writes each follow-up user turn, as the prompt's
+    persona, from the conversation so far: a teacher's keys (``model``, ``api_base``,
+    ``api_key_env``, ...), or a bare model string for ``{model: ...}``. ``route``:
+    ``every`` routes (and arbitrates) every turn; ``first`` keeps the teacher that won
+    the first turn for the whole conversation.
+    """
+
+    turns: int = Field(1, ge=1, le=32)
+    route: Literal["every", "first"] = "every"
+    simulator: Annotated[SimulatorConfig | None, BeforeValidator(_model_string)] = None
+
+    @model_validator(mode="after")
+    def _simulator(self) -> ConversationConfig:
+        if self.turns > 1 and self.simulator is None:
+            raise ValueError(
+                "turns > 1 needs a simulator ({model: ...}, any litellm model string "
+                "or local/...): the model that writes the user's follow-up turns"
+            )
+        return self
+
+
 class RunConfig(_Strict):
     """A whole run."""
 
@@ -505,26 +695,42 @@ class RunConfig(_Strict):
     router: RouterConfig = Field(default_factory=RouterConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     budget_usd: float | None = Field(None, gt=0)
+    #: Rows the mixture must end with: a total, or ``{"<language>/<task>": rows}``; the
+    #: run draws prompts in rounds until they are met (docs/training-data.md).
+    target_rows: int | dict[str, int] | None = None
+    #: With ``target_rows``: the most prompts the run may draw (default 10 × the target).
+    max_prompts: int | None = Field(None, ge=1)
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    fusion: FusionConfig | None = None
+    conversation: ConversationConfig | None = None
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     ray: RayConfig = Field(default_factory=RayConfig)
 
-    def windows_in_flight(self) -> int:
+    def windows_in_flight(self, escalates: bool = False) -> int:
         """``windows``, or for ``auto`` enough windows that their first answers alone
-        would fill every teacher's ``max_concurrency`` twice over (at most 256); 1 when
-        every teacher is a local model (in-process: they share the CPU, not a server)."""
+        would fill every teacher's ``max_concurrency`` twice over, times the rounds a
+        window passes through when the router ``escalates`` (one per teacher: each
+        round has its share of the windows, schedule.py), at most 256; 1 when every
+        teacher is a local model (in-process: they share the CPU, not a server)."""
         if self.windows != "auto":
             return self.windows
+        if any(t.mode == "batch" for t in self.teachers):  # a round in flight together
+            return max(1, -(-self.batch.round_prompts // self.batch_size))
         if all(is_local(t.model) for t in self.teachers):
             return 1
         slots = sum(t.max_concurrency for t in self.teachers)
-        return max(1, min(256, -(-2 * slots // self.batch_size)))
+        rounds = len(self.teachers) if escalates else 1
+        return max(1, min(256, rounds * -(-2 * slots // self.batch_size)))
 
     @model_validator(mode="after")
     def _names(self) -> RunConfig:
         names = [t.name for t in self.teachers]
+        batch = [t.mode for t in self.teachers] + [s.mode for s in self.reward.scorers()]
+        if self.engine == "ray" and "batch" in batch:
+            raise ValueError("mode: batch runs on engine: local (a batch job needs no workers)")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"teacher name {dupes[0]!r} is used twice")
@@ -534,8 +740,56 @@ class RunConfig(_Strict):
                 f"pool.writer {writer!r} is neither 'template' nor a teacher name "
                 f"({', '.join(names)})"
             )
+        if self.fusion is not None and self.fusion.model not in names:
+            raise ValueError(
+                f"fusion.model {self.fusion.model!r} is not a teacher name ({', '.join(names)})"
+                f"{closest_hint(self.fusion.model, names)}"
+            )
         self._check_mixture(names)
+        self._check_targets()
         return self
+
+    def _check_targets(self) -> None:
+        target = self.target_rows
+        if target is None:
+            if self.max_prompts is not None:
+                raise ValueError("max_prompts bounds target_rows: set target_rows too")
+            return
+        counts = {"": target} if isinstance(target, int) else target
+        if not counts:
+            raise ValueError("target_rows is an empty mapping: give a total or language/task rows")
+        for key, n in counts.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"target_rows{f' {key!r}' if key else ''} must be an integer >= 1")
+            if not key:
+                continue
+            lang, _, task = key.partition("/")
+            if (
+                not task
+                or lang not in self.pool.languages
+                or (self.pool.prompts is None and task not in self.pool.tasks)
+            ):
+                raise ValueError(
+                    f"target_rows key {key!r} is not '<language>/<task>' of the pool "
+                    f"(languages: {', '.join(self.pool.languages)}; tasks: "
+                    f"{', '.join(self.pool.tasks)})"
+                )
+        if self.conversation is not None and self.conversation.turns > 1:
+            raise ValueError("target_rows works with single-turn runs (conversation.turns: 1)")
+        first = self.pool.n_prompts
+        if self.max_prompts is not None and first is not None and self.max_prompts < first:
+            raise ValueError(
+                f"max_prompts ({self.max_prompts}) is below pool.n_prompts ({first}), "
+                "the first round"
+            )
+
+    def prompt_limit(self) -> int:
+        """The most prompts a ``target_rows`` run draws: ``max_prompts`` or 10 × the target."""
+        if self.max_prompts is not None:
+            return self.max_prompts
+        target = self.target_rows or 0
+        total = target if isinstance(target, int) else sum(target.values())
+        return max(10 * total, self.pool.n_prompts or 0)
 
     def _check_mixture(self, names: list[str]) -> None:
         mix = self.mixture

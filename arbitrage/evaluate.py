@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from arbitrage import schedule
 from arbitrage.errors import DataError
@@ -38,12 +39,16 @@ class Replay:
     prompts: int
 
 
-def _value(outcome: Outcome, teachers: Sequence[str]) -> float:
-    chosen = tuple(c for c in outcome.candidates if c.teacher in teachers)
-    winner = pick_winner(chosen, list(teachers))
-    if winner is None:
-        return 0.0
-    return float(next(c.reward for c in chosen if c.teacher == winner) or 0.0)
+def _value(outcome: Outcome, teachers: Sequence[str], samples: int | None = None) -> float:
+    """The best reward among ``teachers``' answers (their first ``samples`` samples,
+    default all); 0 when none is usable."""
+    chosen = tuple(
+        c
+        for c in outcome.candidates
+        if c.teacher in teachers and (samples is None or c.sample < samples)
+    )
+    best = max((float(c.reward) for c in chosen if c.scored), default=None)  # type: ignore[arg-type]
+    return 0.0 if best is None else best
 
 
 def fully_scored(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> list[Outcome]:
@@ -61,8 +66,8 @@ def fully_scored(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> list[O
 
 
 def _reveal(full: Outcome, teachers: Sequence[str], reason: str, order: list[str]) -> Outcome:
-    by_teacher = {c.teacher: c for c in full.candidates}
-    cands = tuple(by_teacher[t] for t in dict.fromkeys(teachers) if t in by_teacher)
+    """The chosen teachers' answers (every sample of each), in the order chosen."""
+    cands = tuple(c for t in dict.fromkeys(teachers) for c in full.candidates if c.teacher == t)
     return Outcome(full.prompt, cands, pick_winner(cands, order), reason)
 
 
@@ -117,7 +122,7 @@ def replay(
                     for full, s, ask in zip(batches[k], seen[k], ask_of, strict=True)
                 ]
             if event.round < rounds:
-                wanted = router.escalate_checked(seen[k])
+                wanted = router.escalate_checked([s.per_teacher() for s in seen[k]])
                 if any(wanted):
                     pending[k] = (event.round + 1, wanted)
         else:
@@ -131,7 +136,7 @@ def replay(
                 regret += _value(outcome, teachers) - value
                 generations += len(shown.candidates)
                 cost += sum(c.generation.cost_usd for c in shown.candidates)
-            router.update(shown_all)
+            router.update([s.per_teacher() for s in shown_all])
     n = len(outcomes)
     return Replay(
         router=name or router.name,
@@ -169,11 +174,68 @@ def apgr(curve: Sequence[tuple[float, float]], best_single: float, oracle: float
 
 
 def baselines(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, float]:
-    """Mean reward of each single teacher and of the oracle."""
+    """Mean reward of each single teacher (the best of its samples, where it gave
+    several) and of the oracle."""
     n = len(outcomes)
     values = {t: sum(_value(o, [t]) for o in outcomes) / n for t in teachers}
     values["oracle"] = sum(_value(o, teachers) for o in outcomes) / n
     return values
+
+
+def samples_of(outcomes: Sequence[Outcome]) -> int:
+    """The most samples any teacher gave one prompt in ``outcomes`` (1: no ``samples``)."""
+    return max((c.sample + 1 for o in outcomes for c in o.candidates), default=1)
+
+
+def sample_baselines(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
+    """The "best single teacher × k samples" baseline (Self-MoA's recipe): the mean,
+    over prompts, of the best of one teacher's first k samples, for the teacher best at
+    it, at k = 1 and at the most samples the outcomes hold. The teacher is chosen in
+    hindsight, as the best single teacher is. Keys: ``best single × 1 sample`` and, when
+    the outcomes hold more, ``best single × k samples``, each with ``<key> teacher``."""
+    if not outcomes:
+        raise DataError("no outcomes to compare with")
+    n = len(outcomes)
+    out: dict[str, Any] = {}
+    for k in dict.fromkeys([1, samples_of(outcomes)]):
+        label = f"best single × {k} sample{'s' if k > 1 else ''}"
+        values = {t: sum(_value(o, [t], k) for o in outcomes) / n for t in teachers}
+        best = max(teachers, key=lambda t: values[t])
+        out[label] = values[best]
+        out[f"{label} teacher"] = best
+    return out
+
+
+def samples_summary(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
+    """``report.json`` ``samples``: the run's result beside "best single teacher × k
+    samples", on the prompts where every teacher gave every sample (the baseline needs
+    them all; a run routed with ``reward`` has every prompt). ``arbitraged``: the mean
+    reward of each prompt's answer (the kept fused answer, else the best candidate)."""
+    k = samples_of(outcomes)
+    full = [
+        o
+        for o in outcomes
+        if all(
+            sum(1 for c in o.candidates if c.teacher == t and not c.generation.failed)
+            >= samples_in(o, t)
+            for t in teachers
+        )
+        and {c.teacher for c in o.candidates} >= set(teachers)
+    ]
+    out: dict[str, Any] = {"samples": k, "prompts": len(full)}
+    if not full:
+        out["note"] = "no prompt was answered by every teacher: route with 'reward' for this"
+        return out
+    out.update(sample_baselines(full, teachers))
+    out["arbitraged"] = sum(
+        float(o.best.reward or 0.0) if o.best is not None else 0.0 for o in full
+    ) / len(full)
+    return out
+
+
+def samples_in(outcome: Outcome, teacher: str) -> int:
+    """How many samples ``teacher`` was asked for on ``outcome`` (its highest index + 1)."""
+    return max((c.sample + 1 for c in outcome.candidates if c.teacher == teacher), default=0)
 
 
 def quality_cost_curve(

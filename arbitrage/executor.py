@@ -13,6 +13,7 @@ teachers and the scorer they drive, and reports what they did.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,7 +66,8 @@ class LocalExecutor:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        for teacher in self.teachers:  # batch jobs stay in the journal: a rerun re-attaches
+            await teacher.aclose()
 
     async def parts(
         self, cache: CallCache | None, budget: Budget
@@ -93,4 +95,9 @@ class LocalExecutor:
             f"{j.name} {j.model}": {**j.stats.to_dict(), "concurrency": j.limits.concurrency}
             for j in judges
         }
+        journal = Path(self.config.out) / "batches.jsonl"  # teachers' and judges' jobs
+        if journal.exists():
+            from arbitrage.engine.batch import BatchJournal
+
+            extra["batch"] = BatchJournal(journal).summary()
         return extra

@@ -7,7 +7,7 @@ router and the scorer once; the run uses what it built (``RunParts``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,12 +113,25 @@ def build_router(config: RunConfig) -> Router:
 
 
 def build_scorer(config: RunConfig) -> RewardModel:
-    """What makes the reward calls: the configured scorer, or an ensemble's ``Panel``."""
+    """What makes the reward calls: the configured scorer, or an ensemble's ``Panel``;
+    behind the verifier gate when ``reward.verify`` names one."""
     from reward.ensemble import Panel
+    from reward.fidelity import weigh_against
 
+    weigh_against(config.pool.languages)
+    batch = judge_batch(config)
     if config.reward.kind == "ensemble":
-        return Panel({m.label: make_scorer(m) for m in config.reward.members})
-    return make_scorer(config.reward)
+        members = config.reward.members
+        scorer: RewardModel = Panel({m.label: make_scorer(m, batch) for m in members})
+    else:
+        scorer = make_scorer(config.reward, batch)
+    verify = config.reward.verify
+    if verify is None:
+        return scorer
+    from reward import get_reward
+    from reward.verifiers.gate import VerifierGate
+
+    return VerifierGate(scorer, get_reward(verify.kind, **verify.params), verify.threshold)
 
 
 def wrap_reward(config: RunConfig, scorer: RewardModel) -> RewardModel:
@@ -167,11 +180,34 @@ def build_reward(config: RunConfig) -> RewardModel:
     return wrap_reward(config, build_scorer(config))
 
 
-def make_scorer(cfg: ScorerConfig) -> RewardModel:
-    """One scorer (a reward kind with its model, endpoint and params)."""
+def judge_batch(config: RunConfig) -> Callable[[ScorerConfig], dict[str, Any]] | None:
+    """How a judge with ``mode: batch`` sends (``engine/batch.py``), if the run has one."""
+    if not any(s.mode == "batch" for s in config.reward.scorers()):
+        return None
+    import functools
+
+    from arbitrage.engine.batch import BatchJournal, judge_batch_params
+
+    journal = BatchJournal.shared(os.path.join(config.out, "batches.jsonl"))
+    return functools.partial(judge_batch_params, settings=config.batch, journal=journal)
+
+
+def make_scorer(
+    cfg: ScorerConfig, batch: Callable[[ScorerConfig], dict[str, Any]] | None = None
+) -> RewardModel:
+    """One scorer (a reward kind with its model, endpoint and params); ``batch`` gives
+    a ``mode: batch`` judge its send step (``judge_batch``)."""
     from reward import get_reward
 
     params: dict[str, Any] = dict(cfg.params)
+    if cfg.mode == "batch":
+        if batch is None:
+            raise ConfigError("reward mode: batch sends in a run's batch jobs (arbitrage run)")
+        if cfg.kind not in ("judge", "pairwise"):
+            raise ConfigError(
+                f"reward mode: batch applies to kinds 'judge' and 'pairwise', not {cfg.kind!r}"
+            )
+        params.update(batch(cfg))
     if cfg.model is not None:
         params.setdefault("judge_model" if cfg.kind == "local" else "model", cfg.model)
     call_keys = ("transport", "timeout_s", "retries", "max_reply_chars")
@@ -227,7 +263,18 @@ async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> tuple[l
     if pool.writer != "template":
         writer = next(t for t in teachers if t.name == pool.writer)
     origin = f"written from {pool.personas} personas (writer: {pool.writer})"
-    return await awrite(slots, writer, seed=config.seed, max_tokens=pool.writer_max_tokens), origin
+    prompts = await awrite(slots, writer, seed=config.seed, max_tokens=pool.writer_max_tokens)
+    if pool.write_tests and writer is not None:
+        from reward.verifiers.writer import awrite_tests
+
+        prompts = await awrite_tests(prompts, writer)
+        origin += ", tests by the writer"
+    if pool.constraints:
+        from reward.verifiers.constraints import attach
+
+        prompts = attach(prompts, pool.constraints, seed=config.seed)
+        origin += f", {pool.constraints} constraint{'s' * (pool.constraints > 1)} each"
+    return prompts, origin
 
 
 def pool_line(prompts: Iterable[Prompt], origin: str) -> str:

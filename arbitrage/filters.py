@@ -20,11 +20,13 @@ REASONS = (
     "refusal",
     "boilerplate",
     "language",
+    "contaminated",
     "duplicate_prompt",
     "duplicate_answer",
     "quota_language",
     "quota_task",
     "quota_teacher",
+    "over_target",
 )
 
 # Refusals are judged on the opening of an answer only: "I can't" deep inside a

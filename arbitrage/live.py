@@ -6,6 +6,9 @@ calls run.
 ``flight`` is calls in flight / the current adaptive concurrency; ``moved`` counts
 calls that met an open circuit and went to another teacher.
 
+Teachers in batch mode add a table of their batch jobs: each job's teacher, provider
+batch id, state (validating, in_progress, finalizing, ended ...) and requests.
+
 ``req/s`` is measured over the last few seconds, not since the start, so a teacher
 that slows down shows it at once. The panel reads the callers' counters; it never
 touches a call. Anything that calls through ``engine/client.py`` can be shown: a
@@ -19,11 +22,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from rich.console import Group
 from rich.table import Table
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+    from arbitrage.engine.batch import BatchJournal
     from arbitrage.engine.breaker import CircuitBreaker
     from arbitrage.engine.client import CallStats
     from arbitrage.engine.limits import TeacherLimits
@@ -79,13 +84,15 @@ class TeacherPanel:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.teachers: list[Caller] = []
+        self.journal: BatchJournal | None = None
         self._clock = clock
         self._samples: dict[int, deque[tuple[float, int]]] = {}
 
-    def attach(self, teachers: Sequence[Caller]) -> None:
+    def attach(self, teachers: Sequence[Caller], journal: BatchJournal | None = None) -> None:
         """Show these teachers, and judges if given (a run calls this once it has built
-        them)."""
+        them), and the batch jobs of ``journal`` if given."""
         self.teachers = list(teachers)
+        self.journal = journal
         self._samples = {id(t): deque() for t in self.teachers}
 
     def rate(self, teacher: Caller) -> float:
@@ -124,5 +131,23 @@ class TeacherPanel:
             )
         return table
 
-    def __rich__(self) -> Table | str:
-        return self.table() if self.teachers else ""
+    def jobs(self) -> Table:
+        """One row per batch job in flight (and the last few ended)."""
+        from arbitrage.engine.batch import jobs_of
+
+        table = Table(box=None, padding=(0, 1), header_style="bold underline")
+        for col in ("batch job", "teacher", "state", "requests", "done"):
+            table.add_column(col, no_wrap=True)
+        for job in jobs_of(self.journal):
+            done = job.counts.get("completed", job.counts.get("succeeded", ""))
+            table.add_row(
+                job.batch_id or job.job, job.teacher, job.status, str(len(job.ids)), str(done)
+            )
+        return table
+
+    def __rich__(self) -> Table | Group | str:
+        if not self.teachers:
+            return ""
+        if self.journal is None or not self.journal.jobs:
+            return self.table()
+        return Group(self.table(), self.jobs())

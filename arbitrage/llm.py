@@ -69,3 +69,22 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def takes_n(model: str, transport: str) -> bool:
+    """Whether one request can ask ``model`` for several answers (OpenAI's ``n``): the
+    direct transport (OpenAI-compatible servers take it), else where litellm lists ``n``
+    among the provider's parameters (``get_supported_openai_params``: OpenAI and the
+    OpenAI-compatible providers, ``hosted_vllm/``, Gemini; not Anthropic, not Ollama).
+    Never the bundled ``local/`` models, nor a model string litellm places nowhere."""
+    if is_local(model):
+        return False
+    if transport == "direct":
+        return True
+    module = litellm()
+    try:
+        name, provider, _, _ = module.get_llm_provider(model=model)
+    except module.exceptions.BadRequestError:
+        return False
+    params = module.get_supported_openai_params(model=name, custom_llm_provider=provider)
+    return "n" in (params or ())

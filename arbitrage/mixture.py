@@ -1,7 +1,8 @@
 """The SFT mixture: one row per prompt whose winning answer passes the filters, balanced by quotas.
 
-    outcomes ─► winner rows ─► answer checks ─► language fidelity ─► near-duplicates
-             ─► per-language / per-task caps ─► teacher share cap ─► rows (+ preference pairs)
+    outcomes ─► winner rows ─► answer checks ─► language fidelity ─► decontamination
+             ─► near-duplicates ─► per-language / per-task caps ─► teacher share cap
+             ─► row targets ─► rows (+ preference pairs)
 
 Every row that does not make it is counted with the first reason it failed
 (``arbitrage.filters.REASONS``). Rows keep pool order.
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.config import MixtureConfig
+from arbitrage.conversation import final_turns
 from arbitrage.filters import answer_check, fidelity_of, near_duplicates
 from arbitrage.records import Outcome
+from reward.verifiers.basis import basis
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -32,7 +35,7 @@ def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
     prompt = outcome.prompt
     return {
         "messages": [
-            {"role": "user", "content": prompt.text},
+            *prompt.messages(),  # a conversation's turns before this one, if any
             {"role": "assistant", "content": best.generation.text},
         ],
         "prompt_id": prompt.id,
@@ -43,15 +46,25 @@ def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
         "model": best.generation.model,
         "reward": float(best.reward if best.reward is not None else 0.0),
         "routed_by": outcome.routed_by,
+        "basis": basis(best.reward_details),  # what the reward rested on: reward.verifiers.basis
         "candidates": [
             {
                 "teacher": c.teacher,
                 "reward": c.reward,
                 "status": c.generation.status,
+                "sample": c.sample,
             }
             for c in outcome.candidates
         ],
+        "sample": best.sample,
+        # a kept fused answer's sources, best first; [] when the answer is one teacher's
+        "fused_from": _fused_from(outcome),
     }
+
+
+def _fused_from(outcome: Outcome) -> list[dict[str, Any]]:
+    fusion = outcome.fusion
+    return list(fusion.sources) if fusion is not None and fusion.kept else []
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Mixture:
     outcomes: int
     config: MixtureConfig
     shortfall: dict[str, int] = field(default_factory=dict)
+    #: per eval set of ``decontaminate``: its items, and those too short to match
+    eval_sets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def sft(self) -> Dataset:
         """The rows as an HF ``Dataset`` (``messages`` column: TRL's SFTTrainer loads it as is)."""
@@ -76,6 +91,11 @@ class Mixture:
 
         return pairs_to_dataset(self.pairs)
 
+    def contaminated(self) -> dict[str, int]:
+        """Rows dropped as ``contaminated``, per eval set (every configured set listed)."""
+        hits = Counter(d.get("eval_set", "") for d in self.dropped if d["reason"] == "contaminated")
+        return {name: hits.get(name, 0) for name in self.eval_sets} | dict(hits)
+
     def counts(self) -> dict[str, Any]:
         """Rows kept and dropped (by reason), pairs, and rows per language × task × teacher."""
         cells = Counter((r["language"], r["task"], r["teacher"]) for r in self.rows)
@@ -86,6 +106,8 @@ class Mixture:
             "pairs": len(self.pairs),
             "pairs_dropped": dict(self.pairs_dropped),
             "shortfall": self.shortfall,
+            "contaminated": self.contaminated(),
+            "eval_sets": self.eval_sets,
             "by_cell": [
                 {"language": lang, "task": task, "teacher": teacher, "rows": n}
                 for (lang, task, teacher), n in sorted(cells.items())
@@ -99,6 +121,7 @@ def make_mixture(
     *,
     teacher_order: Sequence[str] = (),
     fidelity: Callable[[str, str], float] | None = None,
+    targets: int | Mapping[str, int] | None = None,
 ) -> Mixture:
     """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
 
@@ -108,6 +131,8 @@ def make_mixture(
         teacher_order: Breaks ties when the teacher-share cap trims rows.
         fidelity: ``(text, language) -> [0, 1]`` for answers whose reward carries no
             ``language_fidelity`` detail (default: ``reward.fidelity.language_fidelity``).
+        targets: The run's ``target_rows``: rows past a target (a total, or per
+            ``"<language>/<task>"``) are dropped as ``over_target``, latest in pool order.
     """
     from arbitrage.preference import build_pairs
 
@@ -115,7 +140,7 @@ def make_mixture(
     dropped: list[dict[str, str]] = []
     reasons: dict[str, str] = {}  # prompt id → why its row was filtered (before quotas)
 
-    def drop(outcome: Outcome, reason: str) -> None:
+    def drop(outcome: Outcome, reason: str, **extra: str) -> None:
         reasons[outcome.prompt.id] = reason
         best = outcome.best
         dropped.append(
@@ -125,11 +150,13 @@ def make_mixture(
                 "task": outcome.prompt.task,
                 "teacher": best.teacher if best is not None else "",
                 "reason": reason,
+                **extra,
             }
         )
 
     live: list[tuple[Outcome, dict[str, Any]]] = []
-    for outcome in outcomes:
+    finals = final_turns(outcomes)  # a conversation's row is its deepest turn with a winner
+    for outcome in finals:
         row = mixture_row(outcome)
         best = outcome.best
         if row is None or best is None:
@@ -154,13 +181,26 @@ def make_mixture(
             continue
         live.append((outcome, row))
 
+    eval_sets: dict[str, dict[str, int]] = {}
+    if cfg.decontaminate:
+        from arbitrage.decontam import contaminated, load_indexes
+
+        n = cfg.decontaminate_ngram
+        indexes = load_indexes(cfg.decontaminate, n)
+        eval_sets = {i.name: {"items": i.items, "short": i.short} for i in indexes}
+        messages = [[m["content"] for m in row["messages"]] for _, row in live]
+        sets = contaminated(messages, indexes, n)
+        for (outcome, _), name in zip(live, sets, strict=True):
+            if name is not None:
+                drop(outcome, "contaminated", eval_set=name)
+        live = [pair for pair, name in zip(live, sets, strict=True) if name is None]
+
     # Near-duplicates: the higher-reward row of a duplicate set is the one kept.
     for kind, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)):
         if not on or not live:
             continue
         order = sorted(range(len(live)), key=lambda i: -live[i][1]["reward"])
-        turn = 0 if kind == "prompt" else 1
-        texts = [live[i][1]["messages"][turn]["content"] for i in order]
+        texts = [_side(live[i][1]["messages"], kind) for i in order]
         langs = [live[i][1]["language"] for i in order]
         hits = near_duplicates(
             texts, langs, threshold=cfg.dedup.threshold, min_chars=cfg.dedup.min_chars
@@ -199,15 +239,40 @@ def make_mixture(
         "quota_teacher",
         dropped,
     )
+    if targets is not None:
+        rows = _apply(rows, _within_targets(rows, targets), "over_target", dropped)
     return Mixture(
         rows=rows,
         pairs=pairs,
         dropped=dropped,
         pairs_dropped=pairs_dropped,
-        outcomes=len(outcomes),
+        outcomes=len(finals),
         config=cfg,
         shortfall=shortfall,
+        eval_sets=eval_sets,
     )
+
+
+def _side(messages: list[dict[str, str]], kind: str) -> str:
+    """What near-duplicate removal compares: every user message (a conversation is a
+    duplicate only if all its user turns are), or the last answer."""
+    if kind == "answer":
+        return messages[-1]["content"]
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def _within_targets(rows: Sequence[dict[str, Any]], targets: int | Mapping[str, int]) -> set[int]:
+    """The first rows (pool order) up to each target; rows of a cell without one stay."""
+    if isinstance(targets, int):
+        return set(range(min(targets, len(rows))))
+    seen: Counter[str] = Counter()
+    keep: set[int] = set()
+    for i, row in enumerate(rows):
+        cell = f"{row['language']}/{row['task']}"
+        seen[cell] += 1
+        if cell not in targets or seen[cell] <= targets[cell]:
+            keep.add(i)
+    return keep
 
 
 def _group(indices: Iterable[int], key: Callable[[int], Any]) -> dict[Any, list[int]]:
@@ -272,7 +337,13 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
     from datasets import Dataset, Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
-    candidate = {"teacher": Value("string"), "reward": Value("float64"), "status": Value("string")}
+    candidate = {
+        "teacher": Value("string"),
+        "reward": Value("float64"),
+        "status": Value("string"),
+        "sample": Value("int64"),
+    }
+    source = {"teacher": Value("string"), "sample": Value("int64"), "reward": Value("float64")}
     features = Features(
         {
             "messages": List(message),
@@ -284,7 +355,10 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
             "model": Value("string"),
             "reward": Value("float64"),
             "routed_by": Value("string"),
+            "basis": Value("string"),
             "candidates": List(candidate),
+            "sample": Value("int64"),
+            "fused_from": List(source),
         }
     )
     columns = {name: [r[name] for r in rows] for name in features}

@@ -15,7 +15,16 @@ one-batch-at-a-time loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Iterable, Sequence
+import dataclasses
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,12 +39,13 @@ from arbitrage.errors import (
 )
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from reward.base import RewardModel, RewardWrapper, Score
-from routers.base import Router, escalated
+from routers.base import Route, Router, escalated
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from rich.progress import Progress
 
+    from arbitrage.fusion import Fuser
     from arbitrage.teachers import Teacher
 
 T = TypeVar("T")
@@ -90,6 +100,8 @@ class _Window:
     )
     outcomes: list[Outcome] = field(default_factory=list)
     escalating: bool = True
+    #: slot → its fused answer and raw scores to come (``fusion``; None: not fused)
+    fusions: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
 
 
 class Arbitrage:
@@ -103,6 +115,8 @@ class Arbitrage:
         windows: Windows of ``batch_size`` prompts in flight at once (see the module
             docstring); part of what decides routing, so part of a run's config.
         progress: A rich ``Progress`` to report on, or ``None`` for silence.
+        fusion: Fuses each prompt's best answers into one (``arbitrage.fusion``), or
+            ``None``.
     """
 
     def __init__(
@@ -114,6 +128,7 @@ class Arbitrage:
         batch_size: int = 16,
         windows: int = 1,
         progress: Progress | None = None,
+        fusion: Fuser | None = None,
     ) -> None:
         names = [t.name for t in teachers]
         if not names:
@@ -141,6 +156,7 @@ class Arbitrage:
         self.batch_size = batch_size
         self.windows = windows
         self.progress = progress
+        self.fusion = fusion
         self._scorer, self._steps = _unwrap(reward)
         self._calls: set[asyncio.Future[Any]] = set()
         self._stopping = False
@@ -192,7 +208,7 @@ class Arbitrage:
         """Let the router and the reward relearn an interrupted run's outcomes (as read:
         a repeated prompt counted as often as it was scored)."""
         if done:
-            self.router.replay(list({o.prompt.id: o for o in done}.values()))
+            self.router.replay([o.per_teacher() for o in {o.prompt.id: o for o in done}.values()])
         self.reward.replay(done)
 
     async def astream(
@@ -200,7 +216,7 @@ class Arbitrage:
         prompts: Iterable[Prompt] | AsyncIterable[Prompt],
         *,
         skip: Collection[str] = frozenset(),
-    ) -> AsyncIterator[list[Outcome]]:
+    ) -> AsyncGenerator[list[Outcome], None]:
         """Every window's outcomes, in pool order, as each is committed.
 
         ``skip``: ids of prompts finished before (``resume`` relearns them); a prompt
@@ -230,8 +246,9 @@ class Arbitrage:
                 elif k in flight and event.kind == "settle":
                     await self._settle(flight[k], event.round, rounds)
                 elif k in flight:  # commit
+                    await self._fused(flight[k])  # in flight until then: a stop drains it
                     window = flight.pop(k)
-                    self.router.update(window.outcomes)
+                    self.router.update([o.per_teacher() for o in window.outcomes])
                     yield window.outcomes
                 if end is not None and not flight:
                     return
@@ -240,7 +257,7 @@ class Arbitrage:
             raise
         finally:
             for window in flight.values():
-                for task in window.rounds.values():
+                for task in [*window.rounds.values(), *window.fusions.values()]:
                     task.cancel()
             for call in list(self._calls):
                 call.cancel()
@@ -258,7 +275,7 @@ class Arbitrage:
         self._stopping = True
         while self._calls:
             await asyncio.wait(set(self._calls))
-        tasks = [task for w in flight for task in w.rounds.values()]
+        tasks = [t for w in flight for t in [*w.rounds.values(), *w.fusions.values()]]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -273,7 +290,7 @@ class Arbitrage:
         up = [name for name in self.order if self.teachers[name].available()]
         if not up:
             raise NoTeacherAvailable(self._all_down())
-        routes = self.router.route_available(prompts, up)
+        routes = self._routes(prompts, up)
         slots = [
             _Slot(p, list(dict.fromkeys(r.teachers)), r.reason)
             for p, r in zip(prompts, routes, strict=True)
@@ -282,6 +299,21 @@ class Arbitrage:
         asked = {i: list(s.route) for i, s in enumerate(slots)}
         window.rounds[0] = asyncio.ensure_future(self._round(slots, asked))
         return window
+
+    def _routes(self, prompts: list[Prompt], up: list[str]) -> list[Route]:
+        """The router's routes; a prompt pinned to a teacher (a later turn of a
+        conversation that keeps its first turn's teacher: ``arbitrage.conversation``) goes
+        to it, and the router neither routes nor escalates it."""
+        free = [p for p in prompts if self._pin(p) is None]
+        routed = iter(self.router.route_available(free, up) if free else ())
+        return [
+            Route([pin], "pinned") if (pin := self._pin(p)) is not None else next(routed)
+            for p in prompts
+        ]
+
+    def _pin(self, prompt: Prompt) -> str | None:
+        pin = prompt.meta.get("pin")
+        return pin if pin in self.teachers else None
 
     async def _settle(self, window: _Window, round_: int, rounds: int) -> None:
         """Round ``round_`` of ``window``: its final scores, then whom to ask next
@@ -302,23 +334,79 @@ class Arbitrage:
                 window.outcomes[i] = self._outcome(slot, reason)
                 slot.reason = reason
         if round_ == rounds:
+            self._fuse_final(window, list(got))
             return
-        asks = self.router.escalate_checked(window.outcomes)
+        free = [i for i, o in enumerate(window.outcomes) if self._pin(o.prompt) is None]
+        asks = (
+            self.router.escalate_checked([window.outcomes[i].per_teacher() for i in free])
+            if free
+            else []
+        )
         asked = {
             i: [t for t in teachers if self.teachers[t].available()]
-            for i, teachers in enumerate(asks)
+            for i, teachers in zip(free, asks, strict=True)
         }
         asked = {i: teachers for i, teachers in asked.items() if teachers}
+        self._fuse_final(window, [i for i in got if i not in asked])
         if not asked:
             return
         for i, teachers in asked.items():
             # a teacher that already answered is in the route, so never a stand-in
-            window.slots[i].route = [c.teacher for c in window.slots[i].candidates] + teachers
+            answered = dict.fromkeys(c.teacher for c in window.slots[i].candidates)
+            window.slots[i].route = [*answered, *teachers]
         window.rounds[round_ + 1] = asyncio.ensure_future(self._round(window.slots, asked))
 
     def _outcome(self, slot: _Slot, reason: str | None = None) -> Outcome:
         winner = pick_winner(slot.candidates, self.order)
         return Outcome(slot.prompt, slot.candidates, winner, routed_by=reason or slot.reason)
+
+    # Fusion (arbitrage/fusion.py): started once a prompt has its last answers, scored
+    # (the adjusting steps, in order) when its window commits.
+
+    def _fuse_final(self, window: _Window, final: Iterable[int]) -> None:
+        """Start the fusion of each ``final`` slot (it will get no more answers)."""
+        if self.fusion is None:
+            return
+        for i in final:
+            sources = self.fusion.sources(window.slots[i].candidates, self.order)
+            if sources:
+                window.fusions[i] = asyncio.ensure_future(self._fuse(window.slots[i], sources))
+
+    async def _fuse(
+        self, slot: _Slot, sources: list[Candidate]
+    ) -> tuple[list[Candidate], Generation, list[Score]]:
+        """The fused answer and its raw scores (with the slot's answers first, for a
+        reward that compares a prompt's answers)."""
+        assert self.fusion is not None
+        fused = await self._track(self.fusion.afuse(slot.prompt, sources))
+        gens = [c.generation for c in slot.candidates] if self.per_prompt else []
+        pairs = [(slot.prompt, g) for g in [*gens, fused]]
+        if _batched(self._scorer):
+            assert self._model_lock is not None
+            async with self._model_lock:
+                return sources, fused, await self._track(self._raw(pairs))
+        return sources, fused, await self._track(self._raw(pairs))
+
+    async def _fused(self, window: _Window) -> None:
+        """Score each fused answer of ``window`` (slot order) and record its ``Fusion``."""
+        for i in sorted(window.fusions):
+            sources, fused, raw = await window.fusions.pop(i)
+            slot = window.slots[i]
+            scratch = _Slot(slot.prompt, [], slot.reason)
+            gens = [c.generation for c in slot.candidates] if self.per_prompt else []
+            await self._adjust(
+                [scratch], {0: list(zip([*gens, fused], raw, strict=True))}, rescored=True
+            )
+            *rescored, candidate = scratch.candidates
+            if self.per_prompt:  # the answers were scored again beside the fused one
+                slot.candidates = tuple(rescored)
+                by_key = {(c.teacher, c.sample): c for c in rescored}
+                sources = [by_key.get((c.teacher, c.sample), c) for c in sources]
+            outcome = self._outcome(slot, window.outcomes[i].routed_by)
+            assert self.fusion is not None
+            window.outcomes[i] = dataclasses.replace(
+                outcome, fusion=self.fusion.decide(candidate, sources)
+            )
 
     async def _round(
         self, slots: list[_Slot], asked: dict[int, list[str]]
@@ -348,7 +436,7 @@ class Arbitrage:
 
     async def _answers(self, slot: _Slot, teachers: list[str]) -> list[Generation]:
         got = await _gather(self._track(self._generate(slot, t)) for t in teachers)
-        return [g for g in got if g is not None]
+        return [g for samples in got if samples is not None for g in samples]
 
     async def _track(self, coro: Any) -> Any:
         """Await ``coro`` as a call the run waits for when it stops (it may be paid for)."""
@@ -414,15 +502,15 @@ class Arbitrage:
             )
         return got
 
-    async def _generate(self, slot: _Slot, teacher: str) -> Generation | None:
-        """One teacher's answer. A teacher whose circuit is open is dropped from the route
-        if another of its teachers is up, else replaced by the router's best-ranked
-        teacher that is up."""
+    async def _generate(self, slot: _Slot, teacher: str) -> list[Generation] | None:
+        """One teacher's answers (its ``samples``). A teacher whose circuit is open is
+        dropped from the route if another of its teachers is up, else replaced by the
+        router's best-ranked teacher that is up."""
         route = slot.route
         while True:
             if self.teachers[teacher].available():
                 try:
-                    return await self.teachers[teacher].agenerate(slot.prompt)
+                    return await self.teachers[teacher].asample(slot.prompt)
                 except TeacherUnavailable:
                     pass
             self.teachers[teacher].stats.rerouted += 1

@@ -11,11 +11,12 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from arbitrage import languages
+from arbitrage import frames, languages
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.records import Persona, Prompt
 from arbitrage.tasks import TASKS, check_task
@@ -38,8 +39,16 @@ def plan(
     tasks: Sequence[str],
     n_prompts: int,
     seed: int = 0,
+    *,
+    offsets: Mapping[tuple[str, str], int] | None = None,
+    variant_seed: int | None = None,
 ) -> list[Slot]:
-    """Choose persona, task and language for ``n_prompts`` prompts, balanced over the grid."""
+    """Choose persona, task and language for ``n_prompts`` prompts, balanced over the grid.
+
+    ``offsets`` (prompts a language × task cell already holds) and ``variant_seed`` (the
+    first round's seed) let a later round of ``target_rows`` continue the in-language
+    frame variants of the first instead of repeating them.
+    """
     if not personas:
         raise DataError("no personas to build prompts from")
     for task in tasks:
@@ -54,19 +63,39 @@ def plan(
     pool = list(personas)
     rng.shuffle(pool)
     slots = []
+    in_cell: Counter[tuple[str, str]] = Counter(offsets or {})
     for i, (lang, task) in enumerate(chosen):
         persona = pool[i % len(pool)]
         n_templates = len(TASKS[task].templates)
-        slots.append(Slot(persona, task, lang, rng.randrange(n_templates)))
+        template = rng.randrange(n_templates)  # drawn for every slot: English stays as it was
+        if frames.base(lang) != "en" and frames.has_frames(lang):
+            vseed = seed if variant_seed is None else variant_seed
+            template = frames.variant(lang, task, in_cell[lang, task], vseed)
+            in_cell[lang, task] += 1
+        slots.append(Slot(persona, task, lang, template))
     return slots
 
 
 def template_text(slot: Slot) -> str:
-    """The model-free instruction for a slot (English frame + a language directive)."""
+    """The model-free instruction for a slot, written wholly in the slot's language.
+
+    English frames quote the persona; the other bundled languages use in-language
+    frames (``arbitrage.frames``; ``slot.template`` is then a frame variant). A language without
+    frames raises ``ConfigError`` listing the bundled ones.
+    """
+    if frames.base(slot.language) != "en":
+        frames.check_template_languages([slot.language])
+        return frames.frame_text(slot.language, slot.task, slot.template)
     frame = TASKS[slot.task].templates[slot.template]
-    persona = slot.persona.text.strip()
-    text = frame.format(persona=persona)
-    if not slot.language.startswith("en"):
+    return frame.format(persona=slot.persona.text.strip())
+
+
+def english_template_text(slot: Slot) -> str:
+    """The English frame with an answer-language directive: what a writer model is asked
+    to translate when it fails to write a prompt in a language without frames."""
+    frame = TASKS[slot.task].templates[slot.template % len(TASKS[slot.task].templates)]
+    text = frame.format(persona=slot.persona.text.strip())
+    if frames.base(slot.language) != "en":
         text += f"\n\nAnswer only in {languages.name(slot.language)}."
     return text
 
@@ -135,14 +164,43 @@ async def awrite(
     gens = await asyncio.gather(
         *(writer.acomplete(writer_messages(s), max_tokens=max_tokens) for s in slots)
     )
-    prompts = []
+    prompts: list[Prompt | None] = []
     for slot, gen in zip(slots, gens, strict=True):
         text = _clean(gen.text) if gen.ok else ""
         if text:
             prompts.append(_prompt(slot, text, writer.name, seed))
-        else:
+        elif frames.has_frames(slot.language):
             prompts.append(_prompt(slot, template_text(slot), "template-fallback", seed))
-    return prompts
+        else:
+            prompts.append(None)
+    # A language without frames has no template to fall back on: the writer translates
+    # the English one instead, and only if that fails too is the prompt English.
+    todo = [i for i, p in enumerate(prompts) if p is None]
+    gens = await asyncio.gather(
+        *(writer.acomplete(translate_messages(slots[i]), max_tokens=max_tokens) for i in todo)
+    )
+    for i, gen in zip(todo, gens, strict=True):
+        text = _clean(gen.text) if gen.ok else ""
+        slot = slots[i]
+        if text:
+            prompts[i] = _prompt(slot, text, "template-translated", seed)
+        else:
+            prompts[i] = _prompt(slot, english_template_text(slot), "template-english", seed)
+    return [p for p in prompts if p is not None]
+
+
+def translate_messages(slot: Slot) -> list[dict[str, str]]:
+    """The request that translates a slot's English template into its language."""
+    lang = languages.name(slot.language)
+    return [
+        {
+            "role": "user",
+            "content": (
+                f"Translate this request into {lang}. Reply with the translation only: "
+                f"no preamble, no answer, no quotation marks.\n\n{english_template_text(slot)}"
+            ),
+        }
+    ]
 
 
 def load_prompts(path: str | Path) -> list[Prompt]:
@@ -195,7 +253,36 @@ def _prompt_row(path: Path, n: int, line: str) -> Prompt:
         task=str(row.get("task") or "custom"),
         persona=str(row.get("persona") or ""),
         meta={"source": str(path)},
+        **_verifier_fields(row, f"{path}:{n}"),
     )
+
+
+def _verifier_fields(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A row's optional ``reference``, ``tests`` and ``constraints``, checked (a bad one
+    would score every answer to the prompt wrong): ``DataError`` at ``where``."""
+    from reward.verifiers.checks import validate
+    from reward.verifiers.code import check_test
+
+    out: dict[str, Any] = {}
+    reference = row.get("reference")
+    if reference is not None:
+        if isinstance(reference, bool) or not isinstance(reference, str | int | float):
+            raise DataError(f"{where}: 'reference' must be text or a number (the final answer)")
+        if not str(reference).strip():
+            raise DataError(f"{where}: 'reference' is empty; leave it out instead")
+        out["reference"] = str(reference)
+    for key, check in (("tests", check_test), ("constraints", validate)):
+        items = row.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise DataError(f"{where}: '{key}' must be a list")
+        for i, item in enumerate(items):
+            why = check(item)
+            if why is not None:
+                raise DataError(f"{where}: {key}[{i}]: {why}")
+        out[key] = items
+    return out
 
 
 def take_prompts(path: str | Path, n_prompts: int | None) -> tuple[list[Prompt], str]:

@@ -4,6 +4,9 @@ Rows are in TRL's conversational preference format::
 
     {"prompt": [{"role": "user", ...}], "chosen": [{"role": "assistant", ...}],
      "rejected": [{"role": "assistant", ...}], ...provenance}
+
+A later turn of a conversation (``arbitrage.conversation``) gives a pair too: its
+``prompt`` is the conversation so far, ending with the user's new message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.records import Candidate, Outcome
+from reward.verifiers.basis import basis, verdict
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -31,6 +35,11 @@ def build_pairs(
     reason: those prompts give no pair either (a refusal is no "chosen" answer).
     Returns the pairs and the count of prompts without one, by reason
     (``single_answer``, ``small_margin`` or the filter's reason).
+
+    Where a verifier checked the answers (``reward.verifiers``), a prompt with an answer
+    it found right and one it found wrong gives that pair instead, whatever the margin
+    (``basis: verified``); other pairs carry the chosen answer's basis (``model``,
+    ``reference``, ...).
     """
     rank = {name: i for i, name in enumerate(order)}
     pairs: list[dict[str, Any]] = []
@@ -39,20 +48,25 @@ def build_pairs(
         if outcome.prompt.id in filtered:
             dropped[filtered[outcome.prompt.id]] += 1
             continue
-        scored = [c for c in outcome.candidates if c.scored]
-        if len(scored) < 2:
-            dropped["single_answer"] += 1
-            continue
-        ranked = sorted(scored, key=lambda c: (-_reward(c), rank.get(c.teacher, len(rank))))
-        chosen, rejected = ranked[0], ranked[-1]
-        margin = _reward(chosen) - _reward(rejected)
-        if margin < min_margin or margin <= 0:
-            dropped["small_margin"] += 1
-            continue
+        verified = _verified_pair(outcome.candidates, rank)
+        if verified is not None:
+            (chosen, rejected), how = verified, "verified"
+        else:
+            scored = [c for c in outcome.candidates if c.scored]
+            if len(scored) < 2:
+                dropped["single_answer"] += 1
+                continue
+            ranked = sorted(scored, key=lambda c: (-_reward(c), rank.get(c.teacher, len(rank))))
+            chosen, rejected = ranked[0], ranked[-1]
+            margin = _reward(chosen) - _reward(rejected)
+            if margin < min_margin or margin <= 0:
+                dropped["small_margin"] += 1
+                continue
+            how = basis(chosen.reward_details)
         prompt = outcome.prompt
         pairs.append(
             {
-                "prompt": [{"role": "user", "content": prompt.text}],
+                "prompt": prompt.messages(),  # a later turn: the shared history first
                 "chosen": [{"role": "assistant", "content": chosen.generation.text}],
                 "rejected": [{"role": "assistant", "content": rejected.generation.text}],
                 "prompt_id": prompt.id,
@@ -61,11 +75,26 @@ def build_pairs(
                 "chosen_teacher": chosen.teacher,
                 "rejected_teacher": rejected.teacher,
                 "chosen_reward": _reward(chosen),
-                "rejected_reward": _reward(rejected),
-                "margin": margin,
+                # a verified-wrong answer the gate left unscored has no reward
+                "rejected_reward": rejected.reward,
+                "margin": None if rejected.reward is None else _reward(chosen) - rejected.reward,
+                "basis": how,
             }
         )
     return pairs, dropped
+
+
+def _verified_pair(
+    candidates: Sequence[Candidate], rank: Mapping[str, int]
+) -> tuple[Candidate, Candidate] | None:
+    """A verifier's pair: the best-rewarded answer it found right as chosen, the lowest
+    (an unscored one first) it found wrong as rejected; ``None`` without both."""
+    right = [c for c in candidates if c.scored and verdict(c.reward_details) is True]
+    wrong = [c for c in candidates if c.generation.ok and verdict(c.reward_details) is False]
+    if not right or not wrong:
+        return None
+    chosen = min(right, key=lambda c: (-_reward(c), rank.get(c.teacher, len(rank))))
+    return chosen, min(wrong, key=_reward)
 
 
 def _reward(cand: Candidate) -> float:
@@ -90,6 +119,7 @@ def pairs_to_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
             "chosen_reward": Value("float64"),
             "rejected_reward": Value("float64"),
             "margin": Value("float64"),
+            "basis": Value("string"),
         }
     )
     columns = {name: [r[name] for r in pairs] for name in features}

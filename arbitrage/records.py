@@ -7,6 +7,7 @@ run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,12 +25,30 @@ _TAIL_CHUNK = 1 << 16  # bytes read at a time, from the end, to find a file's la
 
 class _Record:
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload,no-any-return]
+        """The record as plain data (a nested record by its own ``to_dict``); containers
+        are new, values shared. ``dataclasses.asdict`` deep-copies every value: 5x slower
+        on an outcome, and written once a prompt."""
+        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def content_id(*parts: str, length: int = 16) -> str:
@@ -56,7 +75,10 @@ class Prompt(_Record):
     """One instruction to be answered by a teacher.
 
     ``id`` is derived from (text, language, task, persona), so the same prompt gets
-    the same id in every run.
+    the same id in every run. The verifiers' fields (``reward.verifiers``) are
+    optional: ``reference`` (the right final answer), ``tests`` (code tests: Python
+    source, or ``{"stdin": ..., "stdout": ...}``) and ``constraints`` (IFEval-style
+    checks, ``{"kind": ..., ...params}``); a row leaves out the ones it lacks.
     """
 
     text: str
@@ -65,6 +87,9 @@ class Prompt(_Record):
     persona: str = ""
     id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+    tests: list[Any] = field(default_factory=list)
+    constraints: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -72,9 +97,30 @@ class Prompt(_Record):
                 self, "id", content_id(self.text, self.language, self.task, self.persona)
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for key in ("reference", "tests", "constraints"):  # rows without them stay as they were
+            if data[key] is None or data[key] == []:
+                del data[key]
+        return data
+
     def messages(self) -> list[dict[str, str]]:
-        """The chat messages sent to a teacher."""
-        return [{"role": "user", "content": self.text}]
+        """The chat messages sent to a teacher: on a later turn of a conversation, the
+        conversation so far (``meta["history"]``, ``arbitrage.conversation``) first."""
+        return [*self.meta.get("history", ()), {"role": "user", "content": self.text}]
+
+    def instruction(self) -> str:
+        """What a reward reads as the instruction: the text, or on a later turn of a
+        conversation the conversation so far and then the text (answers are scored in
+        context)."""
+        history = self.meta.get("history")
+        if not history:
+            return self.text
+        said = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in history)
+        return (
+            f"(The conversation so far)\n{said}\n\n"
+            f"(The user's new message: the answer replies to it)\nUser: {self.text}"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +162,8 @@ class Generation(_Record):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     error: str = ""
+    #: Which of the teacher's ``samples`` this is (0 for the first, or the only one).
+    sample: int = 0
 
     @property
     def ok(self) -> bool:
@@ -162,6 +210,11 @@ class Candidate(_Record):
         return self.generation.teacher
 
     @property
+    def sample(self) -> int:
+        """Which of its teacher's samples this answer is (``Generation.sample``)."""
+        return self.generation.sample
+
+    @property
     def scored(self) -> bool:
         """A complete answer (``Generation.ok``) with a reward: the only kind of candidate
         that can win, be compared with another or teach a router its reward."""
@@ -175,26 +228,74 @@ class Candidate(_Record):
 
 
 @dataclass(frozen=True)
+class Fusion(_Record):
+    """A fuser's one answer written from a prompt's top candidates (``fusion`` config).
+
+    ``sources``: the candidates it was given, best first (``teacher``, ``sample``,
+    ``reward``); ``best_reward``: the best candidate's reward; ``kept``: whether the
+    fused answer is the prompt's answer (it beat ``best_reward``, or ``keep: always``).
+    """
+
+    candidate: Candidate
+    sources: tuple[dict[str, Any], ...] = ()
+    best_reward: float | None = None
+    kept: bool = False
+
+    @property
+    def gain(self) -> float | None:
+        """The fused answer's reward minus the best candidate's (``None``: unscored)."""
+        if not self.candidate.scored or self.best_reward is None:
+            return None
+        return float(self.candidate.reward) - self.best_reward  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fusion:
+        return cls(
+            candidate=Candidate.from_dict(data["candidate"]),
+            sources=tuple(data.get("sources", ())),
+            best_reward=data.get("best_reward"),
+            kept=bool(data.get("kept", False)),
+        )
+
+
+@dataclass(frozen=True)
 class Outcome(_Record):
     """Everything known about one prompt after routing, generation and scoring.
 
     ``winner`` is the teacher of the highest-reward candidate (ties go to the
-    teacher listed first in the run's config), or ``None`` if no candidate was
-    scorable. ``routed_by`` names the router decision (e.g. ``warmup``,
-    ``explore``, ``exploit``).
+    teacher listed first in the run's config, then to the lower sample), or ``None``
+    if no candidate was scorable. ``routed_by`` names the router decision (e.g.
+    ``warmup``, ``explore``, ``exploit``). ``fusion``: the fuser's answer, when the
+    run fuses (it is never one of ``candidates``: routers learn about teachers).
     """
 
     prompt: Prompt
     candidates: tuple[Candidate, ...]
     winner: str | None = None
     routed_by: str = ""
+    fusion: Fusion | None = None
 
     @property
     def best(self) -> Candidate | None:
-        for cand in self.candidates:
-            if cand.teacher == self.winner:
-                return cand
-        return None
+        """The prompt's answer: the kept fused answer, else the winner's best sample."""
+        if self.fusion is not None and self.fusion.kept:
+            return self.fusion.candidate
+        best = best_of(self.candidates, self.winner)
+        return best or next((c for c in self.candidates if c.teacher == self.winner), None)
+
+    def per_teacher(self) -> Outcome:
+        """This outcome with each teacher's best sample only (what routers learn from: a
+        teacher's reward for a prompt is the best of its samples) and no fusion."""
+        if self.fusion is None and len({c.teacher for c in self.candidates}) == len(
+            self.candidates
+        ):
+            return self
+        teachers = dict.fromkeys(c.teacher for c in self.candidates)
+        cands = []
+        for teacher in teachers:
+            best = best_of(self.candidates, teacher)
+            cands.append(best or next(c for c in self.candidates if c.teacher == teacher))
+        return Outcome(self.prompt, tuple(cands), self.winner, self.routed_by)
 
     @property
     def n_generations(self) -> int:
@@ -212,7 +313,16 @@ class Outcome(_Record):
             candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]),
             winner=data.get("winner"),
             routed_by=data.get("routed_by", ""),
+            fusion=Fusion.from_dict(data["fusion"]) if data.get("fusion") else None,
         )
+
+
+def best_of(candidates: tuple[Candidate, ...], teacher: str | None) -> Candidate | None:
+    """``teacher``'s best scored candidate (ties: the lower sample), else ``None``."""
+    scored = [c for c in candidates if c.teacher == teacher and c.scored]
+    if not scored:
+        return None
+    return max(scored, key=lambda c: (c.reward, -c.sample))
 
 
 def pick_winner(candidates: tuple[Candidate, ...], teacher_order: list[str]) -> str | None:

@@ -38,6 +38,11 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
             row["ok" if gen.ok else "failed"] += 1
             row["cost_usd"] += gen.cost_usd
             row["tokens"] += gen.usage.total_tokens
+        if outcome.fusion is not None:  # the fuser's call: paid by its teacher
+            fused = outcome.fusion.candidate.generation
+            if fused.teacher in per_teacher:
+                per_teacher[fused.teacher]["cost_usd"] += fused.cost_usd
+                per_teacher[fused.teacher]["tokens"] += fused.usage.total_tokens
         if outcome.winner is not None:
             wins[lang][outcome.winner] += 1
             per_teacher[outcome.winner]["wins"] += 1
@@ -55,7 +60,62 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
         "wins_by_language": {lang: dict(c) for lang, c in sorted(wins.items())},
         "prompts_by_language": dict(prompts_by_language),
         "scoring": scoring(outcomes),
+        "reward_basis": reward_basis(outcomes),
+        **_samples_and_fusion(outcomes, teachers),
     }
+
+
+def reward_basis(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """Prompts by what their answer's reward rested on (``reward.verifiers.basis``:
+    ``model``, ``reference``, ``agreement``, ``tests``, ``constraints``, ``model+...``)."""
+    from reward.verifiers.basis import basis
+
+    found = Counter(basis(o.best.reward_details) for o in outcomes if o.best is not None)
+    return dict(found.most_common())
+
+
+def _samples_and_fusion(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
+    """``samples`` (the "best single × k samples" baseline beside the run's result) when
+    a teacher gave several, and ``fusion`` when the run fused (docs/training-data.md)."""
+    from arbitrage.evaluate import samples_of, samples_summary
+    from arbitrage.fusion import fusion_summary
+
+    out: dict[str, Any] = {}
+    if samples_of(outcomes) > 1:
+        out["samples"] = samples_summary(outcomes, teachers)
+    if any(o.fusion is not None for o in outcomes):
+        out["fusion"] = fusion_summary(outcomes)
+    return out
+
+
+def samples_fusion_lines(summary: dict[str, Any]) -> list[str]:
+    """The terminal's lines on samples (the run beside "best single × k samples") and
+    fusion (how often it won, by how much); none when the run used neither."""
+    lines = []
+    samples = summary.get("samples")
+    if samples and samples.get("prompts"):
+        k = samples["samples"]
+        label = f"best single × {k} samples"
+        lines.append(
+            f"samples: arbitraged {samples['arbitraged']:.4f} vs {label} "
+            f"({samples[label + ' teacher']}) {samples[label]:.4f} and best single × 1 "
+            f"sample {samples['best single × 1 sample']:.4f}, "
+            f"on {samples['prompts']} prompts every teacher answered"
+        )
+    elif samples:
+        lines.append(f"samples: {samples['note']}")
+    fusion = summary.get("fusion")
+    if fusion:
+        gain = fusion["mean_gain"]
+        when = fusion["mean_gain_when_won"]
+        lines.append(
+            f"fusion: {fusion['fused']} prompts fused, won {fusion['won']} of "
+            f"{fusion['scored']} scored"
+            + (f" (by {when:+.4f} on average when it won" if when is not None else " (")
+            + (f", {gain:+.4f} over all)" if gain is not None else ")")
+            + f", kept {fusion['kept']}"
+        )
+    return lines
 
 
 def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -76,6 +136,8 @@ def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
             if details.get("language_gated"):
                 counts["language_gated"] += 1
                 gated[outcome.prompt.language] += 1
+            if details.get("verifier_gated"):  # reward.verify found it wrong
+                counts["verifier_gated"] += 1
             if any(k.rpartition(".")[2] == "truncated" and v for k, v in details.items()):
                 counts["truncated"] += 1
     return {
@@ -84,7 +146,11 @@ def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "language_gated": counts["language_gated"],
         "language_gated_by_language": dict(sorted(gated.items())),
         "truncated": counts["truncated"],
-        "warnings": reward_warnings(counts["scored"], counts["unscored"], values),
+        "verifier_gated": counts["verifier_gated"],
+        # a wrong answer the verifier gate stopped is the reward working, not failing
+        "warnings": reward_warnings(
+            counts["scored"], counts["unscored"] - counts["verifier_gated"], values
+        ),
     }
 
 
@@ -122,7 +188,9 @@ def scoring_line(summary: dict[str, Any]) -> str:
         parts.append(f"{s['language_gated']} answers in the wrong language were gated ({where})")
     if s.get("truncated"):
         parts.append(f"{s['truncated']} were truncated for the reward model (max_length)")
-    unexplained = s.get("unscored", 0) - s.get("language_gated", 0)
+    if s.get("verifier_gated"):
+        parts.append(f"{s['verifier_gated']} answers the verifier found wrong were gated")
+    unexplained = s.get("unscored", 0) - s.get("language_gated", 0) - s.get("verifier_gated", 0)
     if unexplained > 0:
         parts.append(f"{unexplained} got no score from the reward (see the log)")
     parts += [f"WARNING: {w}" for w in s.get("warnings", [])]
@@ -169,12 +237,13 @@ def teachers_table(summary: dict[str, Any]) -> Any:
 def win_cells(outcomes: Sequence[Outcome], by: str = "language") -> dict[str, dict[str, list[int]]]:
     """``{value of by: {teacher: [wins, contested]}}`` over contested prompts only.
 
-    A prompt is contested when two or more of its answers were scored; a prompt
-    routed to one teacher says nothing about who would have won, so it is left out.
+    A prompt is contested when two or more teachers' answers were scored; a prompt
+    routed to one teacher says nothing about who would have won, so it is left out
+    (a teacher's samples count once: its best, as routers see it).
     """
     cells: defaultdict[str, dict[str, list[int]]] = defaultdict(dict)
     for outcome in outcomes:
-        scored = [c for c in outcome.candidates if c.scored]
+        scored = [c for c in outcome.per_teacher().candidates if c.scored]
         if len(scored) < 2:
             continue
         value = getattr(outcome.prompt, by)
@@ -244,6 +313,8 @@ def mixture_table(counts: dict[str, Any]) -> Any:
             str(counts["dropped"].get(reason, 0)),
             str(counts["pairs_dropped"].get(reason, 0)),
         )
+    for name, n in counts.get("contaminated", {}).items():  # per eval set (decontaminate)
+        table.add_row(f"  contaminated by {name}", str(n), "")
     return table
 
 

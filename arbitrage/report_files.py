@@ -1,5 +1,7 @@
 """The report on disk: ``report.json``, ``figures/*.png`` and ``report.html`` (figures embedded).
 
+``report.html`` ends in the sample browser, whose data is ``samples/`` (``arbitrage.browser``).
+
 ``arbitrage report RUN_DIR`` rebuilds them from a run directory (``report_run``);
 ``arbitrage run`` writes them at the end of a run (``RunDir.write_outputs``).
 """
@@ -16,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arbitrage.browser import browser_html, heat_table, write_samples
 from arbitrage.config import RunConfig
 from arbitrage.errors import DataError
 from arbitrage.mixture import Mixture, make_mixture
 from arbitrage.records import Outcome
-from arbitrage.report import summarise, text_stats, win_cells
+from arbitrage.report import samples_fusion_lines, summarise, text_stats, win_cells
 
 FIGURES = ("win_rate_language", "win_rate_task", "rewards", "cost_tokens")
 
@@ -39,7 +42,9 @@ def report_run(
     """Rebuild the report files of a run directory from its config and outcomes
     (``arbitrage.rundir.load_run``); the dataset files are left as they are."""
     teachers = [t.name for t in config.teachers]
-    mixture = make_mixture(outcomes, config.mixture, teacher_order=teachers)
+    mixture = make_mixture(
+        outcomes, config.mixture, teacher_order=teachers, targets=config.target_rows
+    )
     return write_report(run_dir, outcomes, teachers, mixture, config=config), mixture
 
 
@@ -107,6 +112,7 @@ def write_report(
     summary["report_s"] = round(time.perf_counter() - start, 2)
     paths["json"] = previous
     previous.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    paths["samples"] = write_samples(out, outcomes, names, mixture.dropped)
     paths["html"] = out / "report.html"
     paths["html"].write_text(render_html(summary, paths, config), encoding="utf-8")
     return Report(summary=summary, paths=paths)
@@ -159,13 +165,29 @@ def render_html(summary: dict[str, Any], paths: dict[str, Path], config: RunConf
         f"({summary['generations_per_prompt']} per prompt), router <code>{html.escape(router)}"
         f"</code>, cost ${summary['cost_usd']:.4f}. Mixture: <b>{mix['rows']}</b> SFT rows, "
         f"<b>{mix['pairs']}</b> preference pairs.</p>",
+        *(  # what the answers' rewards rested on (reward.verifiers.basis)
+            [
+                "<p>Reward basis (prompts): "
+                + html.escape(", ".join(f"{k} {v}" for k, v in summary["reward_basis"].items()))
+                + ".</p>"
+            ]
+            if summary.get("reward_basis")
+            else []
+        ),
         *(
             f"<p class='warning'><b>Warning:</b> {html.escape(w)}</p>"
             for w in summary.get("scoring", {}).get("warnings", [])
         ),
+        "<p><a href='#samples'>Read the answers</a>: every candidate, its reward and why a row "
+        "was dropped.</p>"
+        if "samples" in paths
+        else "",
         "<h2>Who wins where</h2>",
         _img(paths["win_rate_language"], "win rate per language"),
         _img(paths["win_rate_task"], "win rate per task"),
+        "<p>The same, linked: a cell opens its prompts in the sample browser below.</p>",
+        heat_table(summary["win_rate"]["language"], list(summary["teachers"]), "language"),
+        heat_table(summary["win_rate"]["task"], list(summary["teachers"]), "task"),
         "<h2>Teachers</h2>",
         _table(
             ["teacher", "generations", "failed", "wins", "prompt tokens", "completion tokens", "$"],
@@ -192,7 +214,8 @@ def render_html(summary: dict[str, Any], paths: dict[str, Path], config: RunConf
             + [
                 [f"dropped: {r}", mix["dropped"].get(r, 0), mix["pairs_dropped"].get(r, 0)]
                 for r in dict.fromkeys([*mix["dropped"], *mix["pairs_dropped"]])
-            ],
+            ]
+            + [[f"contaminated by {e}", n, ""] for e, n in mix.get("contaminated", {}).items()],
         ),
         _table(
             ["language", "task", "teacher", "rows"],
@@ -215,6 +238,11 @@ def render_html(summary: dict[str, Any], paths: dict[str, Path], config: RunConf
             ],
         ),
     ]
+    if lines := samples_fusion_lines(summary):  # arbitrage.report: the terminal's lines
+        parts.append("<h2>Samples and fusion</h2>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in lines]
+    if "samples" in paths:
+        parts.append(browser_html())
     if config is not None:
         import yaml
 

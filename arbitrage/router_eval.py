@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.errors import ArbitrageError, ConfigError, DataError
-from arbitrage.evaluate import Replay, apgr, baselines, fully_scored, gap_closed, hindsight, replay
+from arbitrage.evaluate import (
+    Replay,
+    apgr,
+    baselines,
+    fully_scored,
+    gap_closed,
+    hindsight,
+    replay,
+    sample_baselines,
+)
 from arbitrage.records import Outcome, Prompt
 from arbitrage.rundir import load_run
 from routers.base import Route, Router
@@ -238,6 +247,8 @@ def evaluate_routers(
         "best_single": base[best_single],
         "best_single_teacher": best_single,
         "hindsight": hindsight(full, teachers),
+        # with samples, "only <t>" rows are t × k samples; this adds × 1 beside them
+        "samples": sample_baselines(full, teachers),
         "routers": [
             {
                 **asdict(r),
@@ -315,9 +326,20 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def _title(result: dict[str, Any]) -> str:
     return (
         f"Routers on {result['prompts']} fully scored prompts: best single "
-        f"{result['best_single_teacher']} {result['best_single']:.3f}, oracle "
-        f"{result['oracle']:.3f}, bandit APGR {result['apgr']:.3f}"
+        f"{result['best_single_teacher']} {result['best_single']:.3f}{_samples(result)}, "
+        f"oracle {result['oracle']:.3f}, bandit APGR {result['apgr']:.3f}"
     )
+
+
+def _samples(result: dict[str, Any]) -> str:
+    """With several samples per teacher: the best single teacher is "× k samples" (every
+    row sees all of a chosen teacher's samples), and × 1 sample for comparison."""
+    samples = result.get("samples") or {}
+    many = [k for k in samples if k.startswith("best single × ") and not k.endswith("teacher")]
+    if len(many) < 2:
+        return ""
+    one, k = many
+    return f" ({k.removeprefix('best single ')}; × 1 sample: {samples[one]:.3f})"
 
 
 def _cells(result: dict[str, Any]) -> list[list[str]]:

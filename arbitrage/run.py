@@ -21,12 +21,16 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.config import RunConfig
+from arbitrage.conversation import conversations_for, iter_run_prompts, turns_of
 from arbitrage.engine.budget import Budget
+from arbitrage.errors import BudgetExceeded
 from arbitrage.executor import Executor, LocalExecutor
 from arbitrage.factories import RunParts, abuild_pool, pool_line, preflight, wrap_reward
+from arbitrage.fusion import make_fuser
 from arbitrage.pipeline import Arbitrage, RunResult
 from arbitrage.run_lock import hold_run_dir
 from arbitrage.rundir import RunDir
+from arbitrage.targets import Rounds, TargetNotMet, short_line
 from arbitrage.teachers import engine_teachers, open_cache
 from reward.judge import LLMJudge
 
@@ -100,7 +104,7 @@ async def _arun(
     start = time.perf_counter()
     budget = run_budget(config, cache)
     if not (run_dir.path / "prompts.jsonl").exists():  # written once, before any answer
-        writers = engine_teachers(config, cache=cache, budget=budget)
+        writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
         prompts, origin = await abuild_pool(config, writers)
         run_dir.save_prompts(prompts)
         del prompts
@@ -115,35 +119,78 @@ async def _arun(
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
         if panel is not None:  # the judges make calls like teachers and show with them
-            panel.attach([*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))])
+            panel.attach(
+                [*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))],
+                next((t.batch.journal for t in teachers if t.batch is not None), None),
+            )
         engine = Arbitrage(
             teachers,
             wrap_reward(config, scorer),
             parts.router,
             batch_size=config.batch_size,
-            windows=config.windows_in_flight(),
+            windows=config.windows_in_flight(parts.router.escalates()),
+            fusion=make_fuser(config, teachers),
         )
         engine.resume(done)
         skip = frozenset(o.prompt.id for o in done)
-        finished = sum(1 for p in run_dir.iter_prompts() if p.id in skip)
+        finished = sum(1 for p in iter_run_prompts(run_dir) if p.id in skip)
+        kept = sum(o.winner is not None for o in done)  # prompts with a winner, for the log
         del done  # a finished prompt costs nothing in memory from here on
-        bar = progress.add_task("prompts", total=total, completed=finished) if progress else None
-        async with aclosing(engine.astream(run_dir.iter_prompts(), skip=skip)) as stream:
-            async for outcomes in stream:
-                run_dir.append_outcomes(outcomes)
-                if progress is not None and bar is not None:
-                    progress.advance(bar, len(outcomes))
-                await executor.tick()
+        total *= turns_of(config)  # at most: a conversation may end early
+        bar = (
+            progress.add_task("prompts", total=total, completed=finished, kept=kept)
+            if progress
+            else None
+        )
+        talks = conversations_for(config, run_dir, cache=cache, budget=budget)
+        rounds = Rounds(config, run_dir) if config.target_rows is not None else None
+        while True:  # one pass, or with target_rows a round at a time (arbitrage.targets)
+            windows = (
+                engine.astream(run_dir.iter_prompts(), skip=skip)
+                if talks is None
+                else talks.astream(engine, skip=skip)
+            )
+            try:
+                async with aclosing(windows) as stream:
+                    async for outcomes in stream:
+                        run_dir.append_outcomes(outcomes)
+                        kept += sum(o.winner is not None for o in outcomes)
+                        if progress is not None and bar is not None:
+                            progress.update(bar, advance=len(outcomes), kept=kept)
+                        await executor.tick()
+            except BudgetExceeded:
+                if rounds is None:
+                    raise
+                rounds.stopped = f"budget_usd ({config.budget_usd}) reached"
+                break
+            if rounds is None:
+                break
+            writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
+            fresh = await rounds.next_round(writers)
+            if on_pool is not None:
+                more = f"; round {rounds.round}: +{len(fresh)} prompts" if fresh else ""
+                on_pool(rounds.line() + more)
+            if not fresh:
+                break
+            skip = frozenset(o.prompt.id for o in run_dir.iter_outcomes())
+            if progress is not None and bar is not None:
+                progress.update(bar, total=rounds.drawn)
         extra = await executor.report()
+        if talks is not None:
+            extra["conversation"] = talks.report()
     by_id = {o.prompt.id: o for o in run_dir.iter_outcomes()}
     result = RunResult(
-        outcomes=[by_id[p.id] for p in run_dir.iter_prompts() if p.id in by_id],
+        outcomes=[by_id[p.id] for p in iter_run_prompts(run_dir) if p.id in by_id],
         teachers=engine.order,
         router=parts.router.name,
         router_state=parts.router.state(),
         elapsed_s=time.perf_counter() - start,
     )
     run_dir.write_outputs(config, result, extra=extra)
+    if rounds is not None and rounds.stopped is not None:
+        rounds.kept = rounds.count(result.outcomes)  # a budget stop ends mid-round
+        rounds.answered = len(result.outcomes)
+        raise TargetNotMet(short_line(rounds))
     return result
 
 

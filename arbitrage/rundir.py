@@ -7,6 +7,7 @@ Layout (``config.out``)::
     config.yaml      the resolved config (env var names, never keys)
     prompts.jsonl    the pool, written before any teacher is called
     outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
+    turns.jsonl      multi-turn runs: each follow-up turn's prompt (arbitrage.conversation)
     cache.sqlite     every returned teacher call (``cache.path`` moves it)
     dataset/         the SFT mixture (datasets.load_from_disk); also mixture.jsonl, .parquet
     preference/      DPO pairs (prompt / chosen / rejected); also preference.jsonl, .parquet
@@ -15,6 +16,7 @@ Layout (``config.out``)::
     README.md        the dataset card
     report.json      wins, win rates, generations, failures, cost, mixture and text stats
     report.html      the report page (figures embedded); figures/*.png
+    samples/         the report's sample browser data: index.js, c00000.js, ... (browser.py)
 
 Every command that opens an existing run (``report``, ``retry-failed``, ``eval-routers``,
 ``eval-reward``, ``train-router``) goes through ``RunDir.open``, which refuses a folder
@@ -47,9 +49,17 @@ ENGINE_KEYS = (
     "input_cost_per_mtok",
     "output_cost_per_mtok",
     "max_reply_chars",
+    "mode",  # online or through a batch API: the same answers
+    "batch_api",
+    # One request with n, or a call a sample: a real provider's n-th choice is not the
+    # answer a call with the n-th seed gets, but both are draws from the same model at
+    # the same temperature (a seed pins nothing across providers or servers), and both
+    # are stored under the same per-sample cache key, so a switch resumes the run from
+    # its cache instead of paying for every sample again.
+    "samples_via",
 )
 #: How a judge's calls are made: never what it answers.
-JUDGE_ENGINE_KEYS = ("transport", "timeout_s", "retries", "max_reply_chars")
+JUDGE_ENGINE_KEYS = ("transport", "timeout_s", "retries", "max_reply_chars", "mode", "batch_api")
 
 
 def config_hash(config: RunConfig) -> str:
@@ -59,12 +69,29 @@ def config_hash(config: RunConfig) -> str:
     data.pop("out", None)
     data.pop("mixture", None)
     # How calls are made (cache, budget, breaker, rate limits, prices) never changes results.
-    for key in ("cache", "breaker", "budget_usd", "engine", "ray_address", "ray"):
+    # Nor do row targets: rounds only append prompts, so a raised target resumes the run.
+    for key in ("cache", "breaker", "budget_usd", "engine", "ray_address", "ray",
+                "target_rows", "max_prompts", "batch"):  # fmt: skip
         data.pop(key, None)
-    for teacher in data.get("teachers", []):
+    # One turn is no conversation: the hash of every single-turn run stays what it was.
+    conversation = data.pop("conversation", None)
+    if conversation is not None and conversation["turns"] > 1:
+        data["conversation"] = conversation
+    simulator = conversation.get("simulator") if conversation else None
+    own = [simulator] if isinstance(simulator, dict) else []  # a model of its own
+    for teacher in [*data.get("teachers", []), *own]:
         for key in ENGINE_KEYS:
             teacher.pop(key, None)
+        if teacher.get("samples") == 1:  # the default: a run from before samples keeps its hash
+            teacher.pop("samples")
+    if data.get("fusion") is None:
+        data.pop("fusion", None)
+    for key, default in (("constraints", 0), ("write_tests", False)):
+        if data.get("pool", {}).get(key, default) == default:  # older runs keep their hash
+            data["pool"].pop(key, None)
     reward = data.get("reward", {})
+    if reward.get("verify", 0) is None:  # no verifier gate: older runs keep their hash
+        reward.pop("verify")
     for scorer in [reward, *reward.get("members", [])]:
         for key in JUDGE_ENGINE_KEYS:
             scorer.pop(key, None)
@@ -194,6 +221,27 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())
 
+    @property
+    def turns_path(self) -> Path:
+        return self.path / "turns.jsonl"
+
+    def iter_turns(self) -> Iterator[Prompt]:
+        """A multi-turn run's follow-up prompts (``arbitrage.conversation``), a line at a
+        time, as ``iter_outcomes`` reads its file; none for a single-turn run."""
+        if not self.turns_path.exists():
+            return iter(())
+        return read_jsonl(self.turns_path, Prompt.from_dict, "turn")
+
+    def append_turn(self, prompt: Prompt) -> None:
+        """Append a follow-up prompt, before it is answered (a torn last line is cut off
+        first, as ``mend_outcomes`` does for outcomes)."""
+        if self.turns_path.exists():
+            end_whole_line(self.turns_path)
+        with writing(self.turns_path), self.turns_path.open("a", encoding="utf-8") as fh:
+            fh.write(dumps(prompt) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def rewrite_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Replace ``outcomes.jsonl`` at once (a temporary file, fsynced, then renamed):
         a kill leaves either the old file or the new one, never part of either."""
@@ -220,7 +268,12 @@ class RunDir:
 
         # this run's mixture settings (not part of the config hash, so they may have changed)
         self._write_config(config)
-        mixture = make_mixture(result.outcomes, config.mixture, teacher_order=result.teachers)
+        mixture = make_mixture(
+            result.outcomes,
+            config.mixture,
+            teacher_order=result.teachers,
+            targets=config.target_rows,
+        )
         save_mixture(mixture, self.path)
         extra = {
             "router": {"name": result.router, "state": result.router_state},

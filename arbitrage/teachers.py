@@ -13,13 +13,16 @@ direct``, straight to an OpenAI-compatible server (``engine/transport.py``).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from arbitrage.config import RunConfig, TeacherConfig
+from arbitrage.engine.batch import BatchJournal, BatchSender, batch_sender
 from arbitrage.engine.breaker import CircuitBreaker
-from arbitrage.engine.budget import Budget
+from arbitrage.engine.budget import PER_MTOK, Budget, batch_price_per_token
 from arbitrage.engine.cache import CallCache
 from arbitrage.engine.client import CallStats, LLMClient
 from arbitrage.engine.limits import TeacherLimits
@@ -58,6 +61,8 @@ class Teacher:
         client: The call path (default: one through the above). ``budget``,
             ``breaker`` and ``limits`` are then what the teacher reports, and the
             client's own are used for calls (a Ray run's driver: ``cluster/remote.py``).
+        batch: The send step of ``mode: batch`` (``engine/batch.py``): calls go out in
+            batch jobs, at batch prices, with no per-call timeout or concurrency limit.
     """
 
     def __init__(
@@ -70,9 +75,15 @@ class Teacher:
         breaker: CircuitBreaker | None = None,
         limits: TeacherLimits | None = None,
         client: LLMClient | None = None,
+        batch: BatchSender | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
+        self.batch = batch
+        prices = (config.input_cost_per_mtok, config.output_cost_per_mtok)
+        if batch is not None:
+            unit = batch_price_per_token(config, batch.settings.discount)
+            prices = (unit[0] * PER_MTOK, unit[1] * PER_MTOK)
         self.budget = budget or Budget()
         self.breaker = breaker or CircuitBreaker(config.name)
         self.limits = limits or TeacherLimits(
@@ -83,18 +94,19 @@ class Teacher:
         self.client = client or LLMClient(
             config.name,
             config.model,
-            send=completion_fn,
+            send=batch or completion_fn,
             transport=config.transport,
             api_key_env=config.api_key_env,
             cache=cache,
             budget=self.budget,
             breaker=self.breaker,
-            limits=self.limits,
+            # a batch holds a round's calls at once, and may take hours
+            limits=None if batch is not None else self.limits,
             retries=config.retries,
-            timeout_s=config.timeout_s,
+            timeout_s=None if batch is not None else config.timeout_s,
             max_reply_chars=config.max_reply_chars,
-            input_cost_per_mtok=config.input_cost_per_mtok,
-            output_cost_per_mtok=config.output_cost_per_mtok,
+            input_cost_per_mtok=prices[0],
+            output_cost_per_mtok=prices[1],
             label=f"teacher {config.name!r}",
         )
 
@@ -122,21 +134,28 @@ class Teacher:
         self.client.stats = stats
 
     def request(
-        self, messages: list[dict[str, str]], *, max_tokens: int | None = None, key: str = ""
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int | None = None,
+        key: str = "",
+        sample: int = 0,
     ) -> dict[str, Any]:
         """The keyword arguments of the litellm call (without the API key).
 
-        ``seed`` is derived from ``key`` (the prompt id) and the teacher name, so a
-        rerun asks for the same sample; providers without a seed ignore it.
+        ``seed`` is derived from ``key`` (the prompt id), the teacher name and, past
+        the first, the sample index, so a rerun asks for the same samples and each
+        sample is its own cache row; providers without a seed ignore it.
         """
         cfg = self.config
+        parts = (key, self.name) if sample == 0 else (key, self.name, f"sample {sample}")
         kwargs: dict[str, Any] = {
             "model": cfg.model,
             "messages": messages,
             "temperature": cfg.temperature,
             "max_tokens": max_tokens or cfg.max_tokens,
             "timeout": cfg.timeout_s,
-            "seed": int(content_id(key, self.name, length=8), 16) % 2**31,
+            "seed": int(content_id(*parts, length=8), 16) % 2**31,
             **cfg.params,
         }
         if cfg.api_base:
@@ -166,15 +185,37 @@ class Teacher:
                 error=f"TeacherUnavailable: {exc}",
             )
 
-    async def agenerate(self, prompt: Prompt) -> Generation:
-        """Answer one prompt.
+    async def agenerate(self, prompt: Prompt, *, sample: int = 0) -> Generation:
+        """Answer one prompt (``sample``: which of the teacher's samples, for its seed).
 
         Raises:
             TeacherUnavailable: the circuit is open (the pipeline routes elsewhere).
             BudgetExceeded: the call could cross the run's ``budget_usd``.
         """
-        request = self.request(prompt.messages(), key=prompt.id)
-        return await self.client.complete(request, prompt_id=prompt.id)
+        request = self.request(prompt.messages(), key=prompt.id, sample=sample)
+        gen = await self.client.complete(request, prompt_id=prompt.id)
+        return gen if sample == 0 else dataclasses.replace(gen, sample=sample)
+
+    async def asample(self, prompt: Prompt) -> list[Generation]:
+        """The teacher's ``samples`` answers to one prompt, each with its own seed and
+        cache row: those not cached in one request with ``n`` where ``samples_via``
+        allows and the provider takes it (never in batch mode: a batch line a sample),
+        else one call each. Raises as ``agenerate`` does."""
+        if self.config.samples == 1:
+            return [await self.agenerate(prompt)]
+        if self.batch is None and self.client.takes_n(self.config.samples_via):
+            requests = [
+                self.request(prompt.messages(), key=prompt.id, sample=i)
+                for i in range(self.config.samples)
+            ]
+            gens = await self.client.complete_samples(requests, prompt_id=prompt.id)
+            return [dataclasses.replace(g, sample=i) for i, g in enumerate(gens)]
+        calls = [self.agenerate(prompt, sample=i) for i in range(self.config.samples)]
+        got = await asyncio.gather(*calls, return_exceptions=True)  # every call lands first
+        for result in got:
+            if isinstance(result, BaseException):
+                raise result
+        return list(got)  # type: ignore[arg-type]
 
     def prices(self) -> tuple[float, float]:
         """USD per (input, output) token: the config's overrides, else litellm's price map."""
@@ -186,6 +227,11 @@ class Teacher:
         """The most a call with ``messages`` may cost (what the budget reserves for it)."""
         return self.client.worst_case_usd(messages, max_tokens or self.config.max_tokens)
 
+    async def aclose(self) -> None:
+        """Stop polling batch jobs (a rerun re-attaches to them)."""
+        if self.batch is not None:
+            await self.batch.aclose()
+
 
 def make_teachers(configs: Sequence[TeacherConfig], **engine: Any) -> list[Teacher]:
     """Teachers for a list of configs (``engine``: ``cache``, ``budget`` shared by all)."""
@@ -193,18 +239,27 @@ def make_teachers(configs: Sequence[TeacherConfig], **engine: Any) -> list[Teach
 
 
 def engine_teachers(
-    config: RunConfig, *, cache: CallCache | None = None, budget: Budget | None = None
+    config: RunConfig,
+    *,
+    cache: CallCache | None = None,
+    budget: Budget | None = None,
+    batch: bool = True,
 ) -> list[Teacher]:
     """The teachers of a run, sharing one budget (default: a new one at ``budget_usd``)
-    and the run's cache, each with the configured breaker."""
+    and the run's cache, each with the configured breaker; those with ``mode: batch``
+    send through batch jobs recorded in ``<out>/batches.jsonl`` (``batch=False``: online)."""
     budget = budget or Budget(config.budget_usd)
     brk = config.breaker
+    journal = None
+    if batch and any(t.mode == "batch" for t in config.teachers):
+        journal = BatchJournal.shared(os.path.join(config.out, "batches.jsonl"))
     return [
         Teacher(
             t,
             cache=cache,
             budget=budget,
             breaker=CircuitBreaker(t.name, failures=brk.failures, cooldown_s=brk.cooldown_s),
+            batch=batch_sender(t, config, journal) if journal and t.mode == "batch" else None,
         )
         for t in config.teachers
     ]

@@ -7,7 +7,8 @@ process, for benchmarks.
         ...
         stats = server_stats(url)   # per model: requests, mean latency, calls in flight
 
-Requests for model ``judge`` get a judge reply (``Score: N``, N from the answer judged);
+Requests for model ``judge`` get a judge reply (``Score: N``, N from the answer judged;
+``length_judge``: N grows with the answer's length, the bias of real judges);
 every other model gets a short answer that names the model and the prompt. With
 ``sigma`` > 0 a request's latency is lognormal (``latency_ms`` its median), drawn from a
 hash of the model and the messages: the same request always waits as long. The server
@@ -85,6 +86,11 @@ def _delay(body: dict[str, Any], median_s: float, sigma: float) -> float:
     return median_s * random.Random(seed).lognormvariate(0.0, sigma)
 
 
+def _judged(content: str) -> str:
+    """The answer inside a judge prompt (between ``[Answer]`` and ``[End of answer]``)."""
+    return content.split("[Answer]", 1)[-1].split("[End of answer]", 1)[0].strip()
+
+
 def _serve(port: int, latency_s: float, sigma: float) -> None:
     from aiohttp import web
 
@@ -101,23 +107,31 @@ def _serve(port: int, latency_s: float, sigma: float) -> None:
         content = str((body.get("messages") or [{}])[-1].get("content", ""))
         if model == "judge":
             text = f"Fine.\nScore: {zlib.crc32(content.encode()) % 9 + 1}"
+        elif model == "length_judge":  # a judge that prefers longer answers, as real ones do
+            text = f"Thorough.\nScore: {min(10, 1 + len(_judged(content)) // 40)}"
         else:
             text = f"{ANSWER} ({model}, {zlib.crc32(content.encode()) % 1000})"
         meter.end(time.monotonic(), delay)
+        n = int(body.get("n") or 1)
         return web.json_response(
             {
                 "id": "chatcmpl-bench",
                 "object": "chat.completion",
                 "created": 0,
                 "model": model,
-                "choices": [
+                "choices": [  # n choices where the request asks for n
                     {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
+                        "index": i,
+                        "message": {"role": "assistant", "content": f"{text} #{i}" if i else text},
                         "finish_reason": "stop",
                     }
+                    for i in range(n)
                 ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                "usage": {
+                    "prompt_tokens": 5,
+                    "completion_tokens": 3 * n,
+                    "total_tokens": 5 + 3 * n,
+                },
             }
         )
 

@@ -93,6 +93,7 @@ def _in_window(events: list[tuple[float, int]], t0: float, t1: float) -> tuple[f
 
 
 def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: Path) -> dict:  # type: ignore[type-arg]
+    from arbitrage.factories import build_router
     from arbitrage.run import run_config
 
     out = tmp / f"{router}-{windows}-{engine}"
@@ -122,7 +123,7 @@ def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: P
     steady_span = max(1e-9, steady_end - first)
     row = {
         "router": router,
-        "windows": config.windows_in_flight(),
+        "windows": config.windows_in_flight(build_router(config).escalates()),
         "engine": engine,
         "calls": calls,
         "wall_s": wall,

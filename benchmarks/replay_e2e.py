@@ -483,17 +483,21 @@ def offline_outcomes(rows: Sequence[Row]) -> list[Outcome]:
         prompt = corpus_prompt(row)
         cands = []
         first: dict[str, float] = {}  # one judge reply per (prompt, answer), as in a run
-        for alias, rec in row["models"].items():
-            text = str(rec["answer"]).strip()
-            reward = first.setdefault(text, float(rec["reward"]))
-            gen = Generation(
-                prompt_id=prompt.id,
-                teacher=teacher_name(alias),
-                model=f"openai/{teacher_name(alias)}",
-                text=text,
-                finish_reason="stop",
-                usage=Usage(tokens(prompt.text) + 7, tokens(text)),  # as the server counts
-            )
-            cands.append(Candidate(gen, reward if text else None))
+        for alias, model in row["models"].items():
+            # a model's further samples, where a corpus records them: {"samples": [{answer,
+            # reward}, ...]} beside its first answer (none of the shared corpora does)
+            for i, rec in enumerate([model, *model.get("samples", [])]):
+                text = str(rec["answer"]).strip()
+                reward = first.setdefault(text, float(rec["reward"]))
+                gen = Generation(
+                    prompt_id=prompt.id,
+                    teacher=teacher_name(alias),
+                    model=f"openai/{teacher_name(alias)}",
+                    text=text,
+                    finish_reason="stop",
+                    usage=Usage(tokens(prompt.text) + 7, tokens(text)),  # as the server counts
+                    sample=i,
+                )
+                cands.append(Candidate(gen, reward if text else None))
         outcomes.append(Outcome(prompt, tuple(cands), pick_winner(tuple(cands), order), "reward"))
     return outcomes

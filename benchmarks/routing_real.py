@@ -12,7 +12,10 @@ revealing only the answers it asked for. Printed per corpus, mean ± sd over see
   (0 = always the best single teacher, 1 = the oracle), generations per prompt, win rate
   against the best single teacher, and APGR over [1, N] generations for budgeted routers;
 * baselines: best single teacher, random, and (chosen in hindsight, so not reachable
-  online) the best teacher per task and the best pair of teachers.
+  online) the best teacher per task and the best pair of teachers;
+* "best single × k samples" where a corpus records k answers of a model per prompt
+  (``models.<alias>.samples``: ``[{"answer", "reward"}, ...]`` beside its first); the
+  shared corpora record one, and the table says that only k = 1 can be computed.
 
 ``--e2e`` also replays every router through the real ``arbitrage run`` against a loopback
 OpenAI-compatible server that serves the recorded answers and a judge that returns the
@@ -44,7 +47,16 @@ from replay_e2e import (
     run_end_to_end,
 )
 
-from arbitrage.evaluate import apgr, baselines, cascade_ceiling, gap_closed, hindsight, replay
+from arbitrage.evaluate import (
+    apgr,
+    baselines,
+    cascade_ceiling,
+    gap_closed,
+    hindsight,
+    replay,
+    sample_baselines,
+    samples_of,
+)
 from arbitrage.records import Outcome
 from routers import get_router
 
@@ -68,6 +80,11 @@ MINILM: list[tuple[str, str, dict[str, Any]]] = [
 ]
 CURVE = (1.0, 1.25, 1.5, 2.0, 3.0)
 CEILING = "best single + partner on the best half (hindsight)"
+SAMPLES_NOTE = (
+    "best single × k samples: not computable here; the corpus holds one answer per model "
+    "and prompt, so only k = 1 (the best single row) is. It needs k recorded samples of "
+    "one model per prompt, each with its reward."
+)
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
@@ -95,7 +112,7 @@ def offline(
     per: dict[str, list[dict[str, float]]] = {}
     for seed in range(seeds):
         outcomes = offline_outcomes(shuffled(rows, seed))
-        teachers = [c.teacher for c in outcomes[0].candidates]
+        teachers = list(dict.fromkeys(c.teacher for c in outcomes[0].candidates))
         base = baselines(outcomes, teachers)
         best = max(teachers, key=lambda t: base[t])
         single, oracle = base[best], base["oracle"]
@@ -118,10 +135,19 @@ def offline(
                 }
             )
 
-        add(f"best single ({best.removeprefix('teacher-')})", single, 1.0, 0.5)
+        # with k samples a teacher, a router that picks it sees all k: the best single
+        # teacher is then "× k samples" (Self-MoA's recipe), and × 1 is shown beside it
+        k = samples_of(outcomes)
+        times = f" × {k} samples" if k > 1 else ""
+        add(f"best single ({best.removeprefix('teacher-')}){times}", single, float(k), 0.5)
+        if k > 1:
+            label = "best single × 1 sample"
+            add(label, sample_baselines(outcomes, teachers)[label], 1.0)
+        else:
+            per.setdefault(SAMPLES_NOTE, [])
         for label, value in hindsight(outcomes, teachers).items():
-            add(label, value, 2.0 if "pair" in label else 1.0)
-        add(CEILING, cascade_ceiling(outcomes, teachers, 1.5), 1.5)
+            add(label, value, (2.0 if "pair" in label else 1.0) * k)
+        add(CEILING, cascade_ceiling(outcomes, teachers, 1.5), 1.5 * k)
         for label, name, params in ROUTERS:
             rep = replay(get_router(name, teachers, seed=seed, **params), outcomes, windows=windows)
             add(label, rep.mean_reward, rep.generations_per_prompt, rep.win_rate_vs_best_single)
@@ -155,7 +181,7 @@ def print_offline(
         table.add_column(col, justify="left" if col == "router" else "right")
     apgrs = {k: v for k, v in per.items() if k.startswith("APGR")}
     for label, runs in per.items():
-        if label in apgrs:
+        if label in apgrs or not runs:
             continue
         win = [r["win"] for r in runs if r["win"] == r["win"]]
         table.add_row(
@@ -171,6 +197,8 @@ def print_offline(
         console.print(
             f"{label} over [1, {len(models)}] generations: {_stats([r['G'] for r in runs])}"
         )
+    if SAMPLES_NOTE in per:
+        console.print(SAMPLES_NOTE)
 
 
 def end_to_end(rows: Sequence[dict[str, Any]], console: Console, windows: int = 1) -> Table:
@@ -180,7 +208,7 @@ def end_to_end(rows: Sequence[dict[str, Any]], console: Console, windows: int = 
     datasets.disable_progress_bars()  # one bar per saved mixture would bury the table
     order = shuffled(rows, 0)
     outcomes: list[Outcome] = offline_outcomes(order)
-    teachers = [c.teacher for c in outcomes[0].candidates]
+    teachers = list(dict.fromkeys(c.teacher for c in outcomes[0].candidates))
     table = Table(title="offline replay vs end to end (`arbitrage run`, loopback server), seed 0")
     for col in ("router", "offline reward", "e2e reward", "offline gens", "e2e gens", "agree"):
         table.add_column(col, justify="left" if col == "router" else "right")
@@ -302,7 +330,7 @@ def main() -> None:
                 per = saved[path.name]
                 if CEILING not in per:  # a bound from the rows alone, no router replayed
                     outcomes = offline_outcomes(rows)
-                    teachers = [c.teacher for c in outcomes[0].candidates]
+                    teachers = list(dict.fromkeys(c.teacher for c in outcomes[0].candidates))
                     base = baselines(outcomes, teachers)
                     single = max(base[t] for t in teachers)
                     value = cascade_ceiling(outcomes, teachers, 1.5)

@@ -2,9 +2,10 @@
 
 Built-in: ``judge`` (a pointwise LLM judge via litellm), ``pairwise`` (an LLM judge
 comparing two answers in both orders), ``hf`` (a Hugging Face sequence-classification
-reward model) and ``local`` (a bundled small judge). A third-party package adds its
-own under the entry-point group ``arbitrage.rewards``; ``register`` adds one at run
-time. Each is imported only when asked for, so ``import reward`` pulls in neither
+reward model) and ``local`` (a bundled small judge); the verifiers ``math``, ``code``
+and ``constraints`` (``reward.verifiers``) check answers with a program. A third-party
+package adds its own under the entry-point group ``arbitrage.rewards``; ``register``
+adds one at run time. Each is imported only when asked for, so ``import reward`` pulls in neither
 torch nor litellm.
 """
 
@@ -23,6 +24,9 @@ REWARDS: dict[str, str | type[RewardModel]] = {
     "pairwise": "reward.pairwise:PairwiseJudgeReward",
     "hf": "reward.hf:HFRewardModel",
     "local": "reward.local:LocalJudgeReward",
+    "math": "reward.verifiers.math:MathVerifier",
+    "code": "reward.verifiers.code:CodeVerifier",
+    "constraints": "reward.verifiers.constraints:ConstraintVerifier",
 }
 
 registry: Registry[RewardModel] = Registry("reward", RewardModel, ENTRY_POINT_GROUP, REWARDS)

@@ -118,7 +118,7 @@ class HFRewardModel(RewardModel):
             "reward": "hf",
             "model": self.model,
             "messages": [
-                {"role": "user", "content": prompt.text},
+                *prompt.messages(),
                 {"role": "assistant", "content": completion},
             ],
             "max_length": self.max_length,
@@ -219,13 +219,10 @@ class HFRewardModel(RewardModel):
 
     @staticmethod
     def _format(tokenizer: Any, prompt: Prompt, completion: str) -> str:
-        messages = [
-            {"role": "user", "content": prompt.text},
-            {"role": "assistant", "content": completion},
-        ]
+        messages = [*prompt.messages(), {"role": "assistant", "content": completion}]
         if getattr(tokenizer, "chat_template", None):
             return str(tokenizer.apply_chat_template(messages, tokenize=False))
-        return f"User: {prompt.text}\nAssistant: {completion}"
+        return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
     def _load(self) -> tuple[Any, Any, Any]:
         with self._lock:

@@ -372,7 +372,7 @@ class JudgeReward(LLMJudge):
         ending = _JSON_ENDING if self.uses_structured_output() else _PROSE_ENDING
         text = _TEMPLATE.format(
             rubric=self.rubric.strip(),
-            instruction=prompt.text,
+            instruction=prompt.instruction(),
             language=language_line(prompt),
             answer=completion,
             ending=ending.format(low=self.scale[0], high=self.scale[1]),

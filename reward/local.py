@@ -54,6 +54,13 @@ def degeneracy(text: str) -> float:
     return max(shortness, repetition)
 
 
+def _instruction(prompt: Prompt) -> str:
+    # A later turn keeps its end (the new message), a first turn its start.
+    if prompt.meta.get("history"):
+        return prompt.instruction()[-_MAX_INSTRUCTION_CHARS:]
+    return prompt.text[:_MAX_INSTRUCTION_CHARS]
+
+
 class LocalJudgeReward(RewardModel):
     """Offline proxy reward: ``judge_yes × fidelity^fw − degeneracy_weight × degeneracy``.
 
@@ -103,7 +110,7 @@ class LocalJudgeReward(RewardModel):
                 {
                     "role": "user",
                     "content": _JUDGE_PROMPT.format(
-                        instruction=prompt.text[:_MAX_INSTRUCTION_CHARS],
+                        instruction=_instruction(prompt),
                         response=completion[:_MAX_RESPONSE_CHARS],
                     ),
                 }

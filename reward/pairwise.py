@@ -129,7 +129,7 @@ class PairwiseJudgeReward(LLMJudge):
         """The chat messages that show the judge ``a`` as answer A and ``b`` as answer B."""
         text = _TEMPLATE.format(
             rubric=self.rubric.strip(),
-            instruction=prompt.text,
+            instruction=prompt.instruction(),
             language=language_line(prompt),
             a=a,
             b=b,

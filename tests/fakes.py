@@ -30,7 +30,9 @@ class FakeTeacher:
     """A teacher whose answer to ``prompt`` is ``"<name> <quality>"`` after ``delay(prompt)``
     seconds; ``calls`` counts what it was asked, ``in_flight`` / ``peak`` how many at once.
 
-    ``budget_after``: the call after that many raises ``BudgetExceeded``.
+    ``budget_after``: the call after that many raises ``BudgetExceeded``. ``samples``:
+    answers per prompt (``asample``); sample ``i`` > 0 answers with the quality of
+    ``"<name>#<i>"``. ``acomplete`` answers any messages likewise (a fuser).
     """
 
     def __init__(
@@ -39,10 +41,12 @@ class FakeTeacher:
         *,
         delay: Callable[[Prompt], float] = lambda prompt: 0.0,
         budget_after: int | None = None,
+        samples: int = 1,
     ) -> None:
         self.name = name
         self.delay = delay
         self.budget_after = budget_after
+        self.samples = samples
         self.stats = TeacherStats()
         self.breaker = CircuitBreaker(name)
         self.calls: list[str] = []
@@ -53,7 +57,19 @@ class FakeTeacher:
     def available(self) -> bool:
         return self.breaker.available()
 
-    async def agenerate(self, prompt: Prompt) -> Generation:
+    async def asample(self, prompt: Prompt) -> list[Generation]:
+        return list(
+            await asyncio.gather(*(self.agenerate(prompt, sample=i) for i in range(self.samples)))
+        )
+
+    async def acomplete(
+        self, messages: list[dict[str, str]], *, prompt_id: str = "", max_tokens: int | None = None
+    ) -> Generation:
+        text = messages[-1]["content"]
+        prompt = Prompt(text=text, language="en", task="qa", id=prompt_id)
+        return await self.agenerate(prompt, who=f"{self.name} fusing")
+
+    async def agenerate(self, prompt: Prompt, *, sample: int = 0, who: str = "") -> Generation:
         if self.budget_after is not None and len(self.calls) >= self.budget_after:
             raise BudgetExceeded(f"budget reached at {self.name}")
         self.calls.append(prompt.id)
@@ -64,9 +80,15 @@ class FakeTeacher:
         finally:
             self.in_flight -= 1
         self.landed.append(prompt.id)
-        text = f"{self.name} {quality(self.name, prompt):.2f} {prompt.text}"
+        who = who or (self.name if sample == 0 else f"{self.name}#{sample}")
+        text = f"{self.name} {quality(who, prompt):.2f} {prompt.text}"
         return Generation(
-            prompt.id, self.name, f"fake/{self.name}", text=text, finish_reason="stop"
+            prompt.id,
+            self.name,
+            f"fake/{self.name}",
+            text=text,
+            finish_reason="stop",
+            sample=sample,
         )
 
 

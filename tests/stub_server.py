@@ -11,6 +11,7 @@ request gets its own thread, so slow replies (``Reply.delay_s``) overlap.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -55,12 +56,16 @@ _ERROR_TYPES = {
 
 
 def default_answer(model: str, messages: list[dict[str, Any]]) -> str:
-    """``"Answer from <model>: "`` plus the first 8 words of the last user message."""
+    """``"Answer from <model>: "``, the first 8 words of the last user message and a digest
+    of every message: prompts that start alike (in-language frames do), and follow-ups
+    that read alike in different conversations, get distinct answers."""
     last: dict[str, Any] = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     content = last.get("content") or ""
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
         content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return f"Answer from {model}: " + " ".join(str(content).split()[:8])
+    said = "\x1f".join(str(m.get("content") or "") for m in messages)  # a conversation's all
+    digest = hashlib.sha256(said.encode()).hexdigest()[:8]
+    return f"Answer from {model}: " + " ".join(str(content).split()[:8]) + f" (#{digest})"
 
 
 class Scripted:
@@ -179,7 +184,11 @@ class StubServer:
             }
             return reply.status, error, reply.headers
         prompt_tokens = _words(messages)
-        completion_tokens = len(reply.text.split())
+        # ``n`` answers in one request: choice i > 0 is the text plus " (choice i)"; the
+        # usage counts the prompt once and every choice's words
+        n = int(body.get("n") or 1)
+        texts = [reply.text] + [f"{reply.text} (choice {i})" for i in range(1, n)]
+        completion_tokens = sum(len(text.split()) for text in texts)
         payload = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -187,10 +196,11 @@ class StubServer:
             "model": model,
             "choices": [
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
                     "finish_reason": reply.finish_reason,
                 }
+                for i, text in enumerate(texts)
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,

@@ -28,11 +28,11 @@ def test_default_answer_and_usage(stub_server: StubServer) -> None:
     text = "one two three four five six seven eight nine ten"
     response = asyncio.run(_ask(stub_server, "teacher-a", text))
     assert response.choices[0].message.content == (
-        "Answer from teacher-a: one two three four five six seven eight"
-    )
+        "Answer from teacher-a: one two three four five six seven eight (#92632e6f)"
+    )  # the digest of the whole question: questions that start alike get distinct answers
     assert response.choices[0].finish_reason == "stop"
     assert response.usage.prompt_tokens == 10
-    assert response.usage.completion_tokens == 11
+    assert response.usage.completion_tokens == 12
     assert stub_server.requests[0]["model"] == "teacher-a"
     assert stub_server.requests[0]["messages"][0]["content"] == text
 

@@ -54,11 +54,11 @@ def run_example(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_learns_heldout_pairs_and_saves_an_hf_reward(tmp_path):
     run_dir = write_run(tmp_path / "run", outcomes(60))
-    done = run_example(str(run_dir), "--heldout", "20", "--steps", "60", "--seed", "0")
+    done = run_example(str(run_dir), "--heldout", "20", "--steps", "30", "--seed", "0")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((run_dir / "reward_model_eval.json").read_text())
     assert (result["train_pairs"], result["heldout_pairs"]) == (40, 20)
-    # Measured (seed 0): 40% before, 100% after.
+    # Measured (seed 0): 40% before; 100% after 60 steps, and at least 90% after these 30.
     assert result["after"]["accuracy"] >= 0.9
     assert result["after"]["accuracy"] > result["before"]["accuracy"]
     assert result["after"]["mean_margin"] > result["before"]["mean_margin"]

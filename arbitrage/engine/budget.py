@@ -56,6 +56,34 @@ def teacher_prices(config: TeacherConfig) -> tuple[float, float]:
     return price_per_token(config.model, config.input_cost_per_mtok, config.output_cost_per_mtok)
 
 
+def batch_price_per_token(
+    config: TeacherConfig | None = None,
+    discount: float = 0.5,
+    *,
+    model: str | None = None,
+    overrides: tuple[float | None, float | None] = (None, None),
+) -> tuple[float, float]:
+    """USD per (input, output) token through a batch API: litellm's batch prices
+    (``input_cost_per_token_batches``) where its price map has them and no override is
+    set, else the online price × ``discount``."""
+    if config is not None:
+        model = config.model
+        overrides = (config.input_cost_per_mtok, config.output_cost_per_mtok)
+    assert model is not None
+    online = price_per_token(model, *overrides)
+    if overrides == (None, None) and not is_local(model):
+        from arbitrage.llm import litellm
+
+        cost_map: dict[str, Any] = litellm().model_cost
+        info = cost_map.get(model) or cost_map.get(model.split("/", 1)[-1]) or {}
+        if "input_cost_per_token_batches" in info and "output_cost_per_token_batches" in info:
+            return (
+                float(info["input_cost_per_token_batches"] or 0.0),
+                float(info["output_cost_per_token_batches"] or 0.0),
+            )
+    return online[0] * discount, online[1] * discount
+
+
 # ASCII characters that take a token each, or nearly (many tokenizers split numbers into
 # digits; code and JSON are mostly punctuation): deleted, they are counted.
 _DENSE = str.maketrans("", "", string.digits + string.punctuation + "\n\r\t")

@@ -11,6 +11,11 @@
     at most timeout_s in all → the reply checked (shape, max_reply_chars) and priced
     → breaker and limits told → budget.settle(what it cost)
 
+``LLMClient.complete_samples(requests)`` takes one prompt's samples (requests that
+differ only in seed): those the cache lacks go out as ONE request with ``n`` through
+the same attempts (the prompt reserved once, ``n`` × ``max_tokens``), and each choice
+is stored under its own sample's key (``Teacher.asample``, ``samples_via``).
+
 The send step is the one part that differs (``engine/send.py``):
 ``litellm.acompletion`` (any provider, ``local/`` models included), the direct
 transport (``engine/transport.py``), or any function with acompletion's signature (a
@@ -54,10 +59,11 @@ from arbitrage.engine.transport import (
     ChatReply,
     MalformedReply,
     ReplyTooLong,
+    chat_replies,
     chat_reply,
 )
 from arbitrage.errors import ArbitrageError, CallRejected, ConfigError, TeacherUnavailable
-from arbitrage.llm import CompletionFn, is_local, scrub
+from arbitrage.llm import CompletionFn, is_local, scrub, takes_n
 from arbitrage.records import Generation, Usage
 
 #: The wait before another attempt, unless the server says how long (``Retry-After``):
@@ -154,6 +160,7 @@ class LLMClient:
         self._overrides = (input_cost_per_mtok, output_cost_per_mtok)
         self._prices: tuple[float, float] | None = None
         self._plan: SendPlan | None = None
+        self._takes_n: bool | None = None
 
     async def complete(self, request: dict[str, Any], *, prompt_id: str = "") -> Generation:
         """The answer to ``request`` (``litellm.acompletion``'s keyword arguments, without
@@ -177,14 +184,79 @@ class LLMClient:
             self.cache.put(key, gen)  # failed calls are not stored: a rerun retries them
         return gen
 
+    def takes_n(self, via: str = "auto") -> bool:
+        """Whether ``complete_samples`` asks for a prompt's samples in one request with
+        ``n`` (``via``: a teacher's ``samples_via``): ``calls`` never; ``auto`` where the
+        provider takes ``n`` (``llm.takes_n``); ``n`` always. Only through litellm or
+        the direct transport: a send step of one's own (a Ray worker, a test's fake)
+        answers one sample a request."""
+        if via == "calls" or self._send is not None:
+            return False
+        if self._takes_n is None:
+            self._takes_n = takes_n(self.model, self.transport)
+        return via == "n" or self._takes_n
+
+    async def complete_samples(
+        self, requests: list[dict[str, Any]], *, prompt_id: str = ""
+    ) -> list[Generation]:
+        """The answers to ``requests``, one prompt's samples (they differ only in
+        ``seed``): each from the cache where it came back before, the rest from ONE
+        request with ``n`` = how many are missing (the first missing sample's request,
+        its seed included). Each answer is stored under its own sample's key, the key
+        ``complete`` would give it: a rerun, or a switch to one call a sample, pays for
+        none again. Usage and cost are split as ``transport.chat_replies`` says: the
+        prompt's tokens on the first answer of the request, each answer its share of
+        the completion tokens, so the answers add up to what the server billed. A
+        failed request fails every missing sample (its cost on the first; none is
+        stored, so a rerun asks again); a reply with fewer choices than asked leaves
+        the rest to one call each. Raises as ``complete`` does."""
+        keys = [request_key(r) if self.cache is not None else "" for r in requests]
+        got: list[Generation | None] = [None] * len(requests)
+        if self.cache is not None:
+            for i, key in enumerate(keys):
+                hit = self.cache.get(key)
+                if hit is not None:
+                    self.stats.cached += 1
+                    got[i] = dataclasses.replace(hit, prompt_id=prompt_id, teacher=self.name)
+        missing = [i for i, gen in enumerate(got) if gen is None]
+        if len(missing) > 1:
+            answers = await self._call({**requests[missing[0]], "n": len(missing)}, prompt_id)
+            # one failed Generation for n asked: the request failed (a choice too long
+            # among others fails alone, and is not stored)
+            failed = answers[0] if len(answers) == 1 and answers[0].error else None
+            for j, i in enumerate(missing):
+                if failed is not None:  # every sample fails; the request was paid once
+                    got[i] = failed if j == 0 else dataclasses.replace(failed, cost_usd=0.0)
+                elif j < len(answers):
+                    got[i] = answers[j]
+                    if self.cache is not None:
+                        self.cache.put(keys[i], answers[j])
+            missing = [i for i in missing if got[i] is None]
+        rest = await asyncio.gather(
+            *(self.complete(requests[i], prompt_id=prompt_id) for i in missing),
+            return_exceptions=True,  # every call lands first
+        )
+        for i, result in zip(missing, rest, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            got[i] = result
+        return [gen for gen in got if gen is not None]
+
     async def call(self, request: dict[str, Any], *, prompt_id: str = "") -> Generation:
         """Send ``request`` past the cache, attempt after attempt; the answer or the
         reason there is none. Raises as ``complete`` does."""
+        return (await self._call(request, prompt_id))[0]
+
+    async def _call(self, request: dict[str, Any], prompt_id: str) -> list[Generation]:
+        """``call``, for a request that may ask for ``n`` answers: one ``Generation`` a
+        choice (one in all for a failure)."""
         if self._plan is None:
             self._plan = send_plan(self.model, self.transport, self._send, self.max_reply_chars)
         plan = self._plan
         api_key = self._api_key()
         send = {**request, **plan.extra}
+        if "max_reply_chars" in send:  # the direct transport reads n answers' worth
+            send["max_reply_chars"] *= _n(request)
         if api_key is not None:
             send["api_key"] = api_key
         start = time.perf_counter()
@@ -196,7 +268,9 @@ class LLMClient:
             reraise=True,
         )
         try:
-            gen: Generation = await retrying(self._attempt, plan, request, send, prompt_id, start)
+            gens: list[Generation] = await retrying(
+                self._attempt, plan, request, send, prompt_id, start
+            )
         except ArbitrageError:
             raise
         except Exception as exc:  # retries spent, or not retryable: 4xx, a broken provider
@@ -204,9 +278,10 @@ class LLMClient:
             if rejected is not None:
                 self.stats.failed += 1
                 raise rejected from None
-            gen = self._failed(prompt_id, self._message(exc, api_key), start)
-        self._count(gen)
-        return gen
+            gens = [self._failed(prompt_id, self._message(exc, api_key), start)]
+        for gen in gens:
+            self._count(gen)
+        return gens
 
     def prices(self) -> tuple[float, float]:
         """USD per (input, output) token: the overrides, else litellm's price map."""
@@ -214,9 +289,10 @@ class LLMClient:
             self._prices = price_per_token(self.model, *self._overrides)
         return self._prices
 
-    def worst_case_usd(self, messages: list[dict[str, str]], max_tokens: int) -> float:
-        """The most a call with ``messages`` may cost (what the budget reserves for it)."""
-        return worst_case_usd(messages, max_tokens, self.prices(), self.model)
+    def worst_case_usd(self, messages: list[dict[str, str]], max_tokens: int, n: int = 1) -> float:
+        """The most a call with ``messages`` may cost (what the budget reserves for it):
+        for ``n`` answers in one request, the prompt once and ``n`` × ``max_tokens``."""
+        return worst_case_usd(messages, n * max_tokens, self.prices(), self.model)
 
     async def _attempt(
         self,
@@ -225,7 +301,7 @@ class LLMClient:
         send: dict[str, Any],
         prompt_id: str,
         start: float,
-    ) -> Generation:
+    ) -> list[Generation]:
         estimate = self._reserve(request)
         actual = 0.0
         try:
@@ -246,10 +322,12 @@ class LLMClient:
                 self.stats.requests += 1
                 try:
                     reply = await self._timed(plan, send)
-                    gen = self._generation(reply, prompt_id, start)
+                    gens = self._generations(reply, prompt_id, start, _n(request))
                 except ReplyTooLong as exc:  # read no further; it may have cost the most
-                    cost = self.worst_case_usd(request["messages"], int(request["max_tokens"]))
-                    gen = self._failed(prompt_id, self._message(exc, None), start, cost)
+                    cost = self.worst_case_usd(
+                        request["messages"], int(request["max_tokens"]), _n(request)
+                    )
+                    gens = [self._failed(prompt_id, self._message(exc, None), start, cost)]
                 except plan.retry_on as exc:
                     if isinstance(exc, plan.overload):
                         # Before the slot is given back, so no waiting call (on any worker)
@@ -264,8 +342,8 @@ class LLMClient:
                     self.breaker.success()
                 if self.limits is not None:
                     self.limits.success()
-                actual = gen.cost_usd
-                return gen
+                actual = sum(gen.cost_usd for gen in gens)
+                return gens
         finally:
             if self.budget is not None:
                 self.budget.settle(estimate, actual)
@@ -280,14 +358,41 @@ class LLMClient:
         except (asyncio.TimeoutError, TimeoutError):
             raise plan.timed_out(self.timeout_s) from None
 
-    def _generation(self, reply: Any, prompt_id: str, start: float) -> Generation:
+    def _generations(
+        self, reply: Any, prompt_id: str, start: float, n: int = 1
+    ) -> list[Generation]:
+        """One ``Generation`` a choice of the reply; several only where the request
+        asked for ``n``, the cost split as the usage is (``transport.chat_replies``)."""
         if isinstance(reply, Generation):  # a whole call made elsewhere (a Ray worker)
-            return dataclasses.replace(reply, prompt_id=prompt_id, teacher=self.name)
+            return [dataclasses.replace(reply, prompt_id=prompt_id, teacher=self.name)]
         if isinstance(reply, ChatReply):  # the direct transport: parsed, priced by token
-            parsed, cost = reply, usage_usd(reply.usage, self.prices())
+            cost = usage_usd(reply.usage, self.prices())
+            return [self._generation(reply, cost, prompt_id, start)]
+        if isinstance(reply, list):  # the direct transport, n answers
+            parts: list[ChatReply] = reply
+            total = sum(usage_usd(p.usage, self.prices()) for p in parts)
+        elif n > 1:  # litellm's, n answers
+            parts = chat_replies(reply)
+            whole = Usage(
+                prompt_tokens=sum(p.usage.prompt_tokens for p in parts),
+                completion_tokens=sum(p.usage.completion_tokens for p in parts),
+            )
+            total = self._cost(reply, whole)
         else:  # litellm's response, checked as the direct transport checks its body
             parsed = chat_reply(reply)
-            cost = self._cost(reply, parsed.usage)
+            return [self._generation(parsed, self._cost(reply, parsed.usage), prompt_id, start)]
+        # the total as billed, shared as the tokens are (all on the first if unpriced)
+        weights = [usage_usd(p.usage, self.prices()) for p in parts]
+        if not sum(weights):
+            weights = [1.0] + [0.0] * (len(parts) - 1)
+        return [
+            self._generation(p, total * w / sum(weights), prompt_id, start)
+            for p, w in zip(parts, weights, strict=True)
+        ]
+
+    def _generation(
+        self, parsed: ChatReply, cost: float, prompt_id: str, start: float
+    ) -> Generation:
         gen = Generation(
             prompt_id=prompt_id,
             teacher=self.name,
@@ -325,15 +430,17 @@ class LLMClient:
         """Reserve the attempt's worst case (raises ``BudgetExceeded``); 0 with no limit."""
         if self.budget is None or self.budget.limit_usd is None:
             return 0.0
-        estimate = self.worst_case_usd(request["messages"], int(request["max_tokens"]))
+        estimate = self.worst_case_usd(request["messages"], int(request["max_tokens"]), _n(request))
         self.budget.reserve(estimate, teacher=self.name)
         return estimate
 
     def _slot(self, request: dict[str, Any]) -> AbstractAsyncContextManager[None]:
         if self.limits is None:
             return nullcontext()
-        # What tokens_per_minute counts: the prompt's bound plus max_tokens.
-        tokens = prompt_tokens(request["messages"]) + int(request.get("max_tokens") or 0)
+        # What tokens_per_minute counts: the prompt's bound plus (n ×) max_tokens.
+        tokens = prompt_tokens(request["messages"]) + _n(request) * int(
+            request.get("max_tokens") or 0
+        )
         return self.limits.slot(tokens)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -420,6 +527,11 @@ class LLMClient:
         else:
             text = f"{type(exc).__name__}: {exc}"
         return scrub(text, [api_key or ""])[:_MESSAGE_CHARS]
+
+
+def _n(request: dict[str, Any]) -> int:
+    """How many answers ``request`` asks for (``n``, 1 if unset)."""
+    return int(request.get("n") or 1)
 
 
 def known_provider(model: str, api_base: str | None = None) -> bool:

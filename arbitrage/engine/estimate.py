@@ -13,20 +13,31 @@ from pathlib import Path
 from typing import Any
 
 from arbitrage.config import RunConfig
-from arbitrage.engine.budget import price_per_token, teacher_prices, text_tokens
+from arbitrage.engine.budget import (
+    PER_MTOK,
+    batch_price_per_token,
+    price_per_token,
+    teacher_prices,
+    text_tokens,
+)
 from routers.cascade import CASCADES, DEFAULT_BUDGET
 
 PROMPT_TOKENS = 60  # a persona + task frame, measured on the bundled pool
 WRITER_PROMPT_TOKENS = 130
 JUDGE_RUBRIC_TOKENS = 250
+SIMULATOR_PROMPT_TOKENS = 170  # arbitrage.conversation.SIMULATOR_PROMPT and a persona
+FUSE_PROMPT_TOKENS = 230  # arbitrage.fusion.FUSE_TEMPLATE's frame, by the budget's bound: 212
 
 
 def pool_size(config: RunConfig) -> int:
     """Prompts the pool will hold: ``pool.n_prompts``, or the rows a prompts file gives
-    (the first ``n_prompts`` where it is set)."""
+    (the first ``n_prompts`` where it is set); with ``target_rows``, the most its rounds
+    may draw (``max_prompts``, default 10 × the target): the worst case."""
     from arbitrage.config import DEFAULT_N_PROMPTS
     from arbitrage.pool import take_prompts
 
+    if config.target_rows is not None:
+        return config.prompt_limit()
     if config.pool.prompts:
         return len(take_prompts(config.pool.prompts, config.pool.n_prompts)[0])
     return config.pool.n_prompts or DEFAULT_N_PROMPTS
@@ -62,23 +73,36 @@ def _prompt_tokens(config: RunConfig) -> int:
 
 def estimate(config: RunConfig) -> list[dict[str, Any]]:
     """One row per teacher (and the writer and judge where they are models)."""
-    n = pool_size(config)
+    pool = pool_size(config)
+    turns = config.conversation.turns if config.conversation is not None else 1
+    n = pool * turns  # prompts answered, at most: every conversation to its last turn
     per = generations_per_prompt(config, n)
-    prompt_tokens = _prompt_tokens(config)
+    answer = max(t.max_tokens for t in config.teachers)
+    first = _prompt_tokens(config)
+    # a later turn carries the conversation before it: the mean over a conversation's turns
+    prompt_tokens = first + (turns - 1) * (first + answer) // 2
     rows = []
     total_calls = 0.0
     for t in config.teachers:
-        calls = n * per
+        calls = n * per * t.samples  # each sample is its own call
         total_calls += calls
         rows.append(_row(t.name, t.model, calls, prompt_tokens, t.max_tokens, teacher_prices(t)))
+    if config.fusion is not None:  # at most one fusion a prompt, shown top_k answers
+        t = next(t for t in config.teachers if t.name == config.fusion.model)
+        tok_in = FUSE_PROMPT_TOKENS + prompt_tokens + config.fusion.top_k * answer
+        rows.append(_row(f"{t.name} (fusion)", t.model, n, tok_in, t.max_tokens, teacher_prices(t)))
+        total_calls += n  # the judge scores each fused answer too
     writer = config.pool.writer
     if writer != "template" and not config.pool.prompts:
         t = next(t for t in config.teachers if t.name == writer)
         max_out = config.pool.writer_max_tokens
-        rows.append(
-            _row(f"{t.name} (writer)", t.model, n, WRITER_PROMPT_TOKENS, max_out, teacher_prices(t))
-        )
-    answer = max(t.max_tokens for t in config.teachers)
+        usd = teacher_prices(t)
+        rows.append(_row(f"{t.name} (writer)", t.model, pool, WRITER_PROMPT_TOKENS, max_out, usd))
+    if turns > 1 and config.conversation is not None and config.conversation.simulator:
+        sim = config.conversation.simulator
+        tok_in = SIMULATOR_PROMPT_TOKENS + turns * (first + answer) // 2
+        calls = pool * (turns - 1)
+        rows.append(_row(sim.name, sim.model, calls, tok_in, sim.max_tokens, teacher_prices(sim)))
     for scorer in config.reward.scorers():
         if scorer.kind not in ("judge", "pairwise") or not scorer.model:
             continue
@@ -92,6 +116,23 @@ def estimate(config: RunConfig) -> list[dict[str, Any]]:
         rows.append(
             _row(label, scorer.model, calls, tok_in, max_out, _judge_prices(scorer.model, scorer))
         )
+    return with_batch_prices(rows, config)
+
+
+def with_batch_prices(rows: list[dict[str, Any]], config: RunConfig) -> list[dict[str, Any]]:
+    """Each row with ``usd_batch``, its cost through a batch API (litellm's batch
+    prices where it has them, else ``batch.discount`` of the row's price), and ``mode``:
+    ``batch`` for a teacher with ``mode: batch``, which ``usd_run`` counts at batch price."""
+    batch = {t.name for t in config.teachers if t.mode == "batch"}
+    batch |= {getattr(s, "label", s.kind) for s in config.reward.scorers() if s.mode == "batch"}
+    for r in rows:
+        online = (r["usd_per_mtok"][0] / PER_MTOK, r["usd_per_mtok"][1] / PER_MTOK)
+        unit = tuple(p * config.batch.discount for p in online)
+        if online == price_per_token(r["model"]):  # no override: litellm's own batch price
+            unit = batch_price_per_token(model=r["model"], discount=config.batch.discount)
+        r["usd_batch"] = r["input_tokens"] * unit[0] + r["output_tokens"] * unit[1]
+        r["mode"] = "batch" if r["who"] in batch else "online"
+        r["usd_run"] = r["usd_batch"] if r["mode"] == "batch" else r["usd"]
     return rows
 
 
@@ -149,8 +190,9 @@ def estimate_table(rows: list[dict[str, Any]]) -> Any:
     """A rich table of ``estimate`` rows with a total."""
     from rich.table import Table
 
-    table = Table(title="Estimated cost (output at max_tokens: an upper bound)")
-    for col in ("", "model", "calls", "input tok", "output tok", "$/Mtok in/out", "$"):
+    table = Table(title="Estimated cost (output at max_tokens: an upper bound; * this run)")
+    cols = ("", "model", "calls", "input tok", "output tok", "$/Mtok in/out", "$", "$ batch")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("", "model") else "right")
     for r in rows:
         price = (
@@ -165,7 +207,12 @@ def estimate_table(rows: list[dict[str, Any]]) -> Any:
             f"{r['input_tokens']:,}",
             f"{r['output_tokens']:,}",
             price,
-            f"{r['usd']:.4f}",
+            f"{r['usd']:.4f}" + ("" if r.get("mode") == "batch" else " *"),
+            f"{r['usd_batch']:.4f}" + (" *" if r.get("mode") == "batch" else ""),
         )
-    table.add_row("total", "", "", "", "", "", f"{sum(r['usd'] for r in rows):.4f}", style="bold")
+    online = f"{sum(r['usd'] for r in rows):.4f}"
+    batch = f"{sum(r['usd_batch'] for r in rows):.4f}"
+    table.add_row("total", "", "", "", "", "", online, batch, style="bold")
+    run = sum(r["usd_run"] for r in rows)
+    table.add_row("this run (*)", "", "", "", "", "", "", f"{run:.4f}", style="bold")
     return table

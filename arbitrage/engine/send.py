@@ -6,7 +6,8 @@
 
 Decided once per client: which exceptions are worth another attempt, which of those
 mean "slow down" (a 429, a timeout), what an attempt past ``timeout_s`` raises, and
-the keyword arguments only that send step takes.
+the keyword arguments only that send step takes; and whether one request may carry
+several samples (``arbitrage.llm.takes_n``).
 """
 
 from __future__ import annotations

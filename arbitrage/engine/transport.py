@@ -88,8 +88,9 @@ async def direct_completion(
     timeout: float = 120.0,
     max_reply_chars: int = MAX_REPLY_CHARS,
     **params: Any,
-) -> ChatReply:
-    """POST one chat completion to ``{api_base}/chat/completions``.
+) -> ChatReply | list[ChatReply]:
+    """POST one chat completion to ``{api_base}/chat/completions``: its ``ChatReply``,
+    or, where ``n`` > 1 asks for several answers, one per choice (``chat_replies``).
 
     Takes ``litellm.acompletion``'s keyword arguments: ``model`` loses its provider
     prefix (``openai/``, ``hosted_vllm/``), every other parameter is a body field,
@@ -138,6 +139,8 @@ async def direct_completion(
         data = json.loads(raw)
     except ValueError:  # UnicodeDecodeError included
         raise MalformedReply(f"the body is not JSON ({len(raw)} bytes)") from None
+    if int(params.get("n") or 1) > 1:  # several samples in one request: every choice
+        return chat_replies(data)
     return chat_reply(data)
 
 
@@ -191,6 +194,36 @@ def chat_reply(response: Any) -> ChatReply:
         finish_reason=str(_field(choice, "finish_reason") or ""),
         usage=counted,
     )
+
+
+def chat_replies(response: Any) -> list[ChatReply]:
+    """Every choice of a completion asked for ``n`` answers, one ``ChatReply`` each,
+    the reply's usage split so the parts add up to what the server counted: the prompt
+    (billed once) on the first choice, the completion tokens (the server counts only
+    their sum) shared by the choices' lengths in characters, the remainder of the
+    rounding to the longest.
+
+    Raises:
+        MalformedReply: as ``chat_reply``, of any choice.
+    """
+    first = chat_reply(response)  # the body's shape, the first choice and the usage
+    choices = _field(response, "choices")
+    texts = [first] + [chat_reply({"choices": [c]}) for c in choices[1:]]
+    total = first.usage.completion_tokens
+    chars = [len(t.text) for t in texts] if any(t.text for t in texts) else [1] * len(texts)
+    shares = [total * c // sum(chars) for c in chars]
+    shares[chars.index(max(chars))] += total - sum(shares)
+    return [
+        ChatReply(
+            text=t.text,
+            finish_reason=t.finish_reason,
+            usage=Usage(
+                prompt_tokens=first.usage.prompt_tokens if i == 0 else 0,
+                completion_tokens=shares[i],
+            ),
+        )
+        for i, t in enumerate(texts)
+    ]
 
 
 def _field(obj: Any, name: str) -> Any:

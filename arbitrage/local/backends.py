@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbitrage.errors import ConfigError, ModelNotAvailable
-from arbitrage.local.models import ModelSpec, cache_dir, get_spec, gguf_path
+from arbitrage.local.models import ModelSpec, cache_dir, cpu_has_bf16, get_spec, gguf_path
 
 Messages = Sequence[dict[str, str]]
 
@@ -57,8 +57,54 @@ def base_prompt(messages: Messages) -> str:
 
 
 def _cut_at_stop(text: str) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in BASE_STOPS) if i >= 0), default=-1)
+    # A blank line ends the answer only after its first words: a base model often opens
+    # with one, and cutting there left a third of Gemma's answers on the default empty.
+    # A new question ends it anywhere: an answer that starts with one (often the
+    # prompt, echoed) is no answer at all.
+    start = len(text) - len(text.lstrip())
+    if text.startswith("Question:", start):
+        return "", True
+    found = (text.find(s, start if not s.strip() else 0) for s in BASE_STOPS)
+    cut = min((i for i in found if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+#: A reply loops once its last ``LOOP_WORDS`` words (``LOOP_CHARS`` characters, for
+#: scripts written without spaces) have already appeared ``LOOP_REPEATS`` times.
+LOOP_WORDS = 6
+LOOP_CHARS = 16
+LOOP_REPEATS = 2
+
+
+def is_looping(text: str) -> bool:
+    """Whether a reply has fallen into a loop: its tail repeats what it already said,
+    twice. Generation stops there; the reply is reported as cut (``length``), since it
+    never finished."""
+    words = text.split()
+    if len(words) >= LOOP_WORDS * (LOOP_REPEATS + 1):
+        tail = " ".join(words[-LOOP_WORDS:])
+        return " ".join(words[:-LOOP_WORDS]).count(tail) >= LOOP_REPEATS
+    if len(words) * 8 < len(text) and len(text) >= LOOP_CHARS * (LOOP_REPEATS + 1):
+        return text[:-LOOP_CHARS].count(text[-LOOP_CHARS:]) >= LOOP_REPEATS
+    return False
+
+
+def _stops(tokenizer: Any, prompt_len: int, base: bool) -> Any:
+    """A transformers ``StoppingCriteria``, per row: a base model's stop strings (after
+    its first words) and loops (``is_looping``). Decoding a row at each step costs
+    ~20 µs; the steps it saves cost ~10 ms each."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Stops(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = []
+            for row in input_ids[:, prompt_len:]:
+                text = tokenizer.decode(row, skip_special_tokens=True)
+                done.append((base and _cut_at_stop(text)[1]) or is_looping(text))
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return Stops()
 
 
 def _normalise(scores: dict[str, float]) -> dict[str, float]:
@@ -115,9 +161,10 @@ class TransformersModel(LocalModel):
 
         target = cache_dir(spec)
         if not target.is_dir():
-            convert(spec, target)
+            convert_apart(spec, target)
         tokenizer = AutoTokenizer.from_pretrained(target)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+        dtype = torch.bfloat16 if spec.bf16 and cpu_has_bf16() else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype).eval()
         return cls(spec, tokenizer, model)
 
     def _encode(self, conversations: Sequence[Messages]) -> Any:
@@ -159,15 +206,15 @@ class TransformersModel(LocalModel):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self._end_ids),
             bos_token_id=self.model.generation_config.bos_token_id,
-            stop_strings=list(BASE_STOPS) if self.spec.kind == "base" else None,
         )
         enc = self._encode(conversations)
+        prompt_len = enc["input_ids"].shape[1]
+        stops = _stops(self.tokenizer, prompt_len, self.spec.kind == "base")
         with _GENERATE_LOCK, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
-            out = self.model.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
+            out = self.model.generate(**enc, generation_config=config, stopping_criteria=[stops])
             self.batch_sizes.append(len(conversations))
-        prompt_len = enc["input_ids"].shape[1]
         end_ids = self._end_ids | {self.tokenizer.pad_token_id}
         results = []
         for row, mask in zip(out, enc["attention_mask"], strict=True):
@@ -179,6 +226,7 @@ class TransformersModel(LocalModel):
             if self.spec.kind == "base":
                 text, cut = _cut_at_stop(text)
                 stopped = stopped or cut
+            stopped = stopped and not is_looping(text)  # a loop never finished
             results.append(
                 LocalResult(
                     text=text.strip(),
@@ -203,7 +251,11 @@ class TransformersModel(LocalModel):
         # Left padding: positions must start at each row's first real token.
         positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         with _GENERATE_LOCK, torch.inference_mode():
-            logits = self.model(**enc, position_ids=positions, use_cache=False).logits[:, -1, :]
+            # logits_to_keep=1: the last position's logits only, not batch × length × vocab
+            # floats (~630 MB for 8 judged answers of 400 tokens with SmolLM2's vocabulary).
+            logits = self.model(
+                **enc, position_ids=positions, use_cache=False, logits_to_keep=1
+            ).logits[:, -1, :]
         probs = torch.softmax(logits[:, ids].float(), dim=-1)
         return [dict(zip(options, row.tolist(), strict=True)) for row in probs]
 
@@ -214,10 +266,36 @@ def convert(spec: ModelSpec, target: Path) -> None:
     The dir is written under a temporary name and renamed into place, so a killed
     conversion never leaves a half-written cache.
     """
+    convert_file(gguf_path(spec), target)
+
+
+def convert_apart(spec: ModelSpec, target: Path) -> None:
+    """``convert`` in a child process: dequantising holds the GGUF tensors, the fp32
+    model and what saving it allocates at once (about 1 GB more than the loaded model,
+    for Gemma), and a process does not give that memory back. The hash is checked
+    here first, so a bad file is the same ``ModelNotAvailable`` as in ``convert``."""
+    import subprocess
+    import sys
+
+    gguf = gguf_path(spec)
+    code = "import sys; from arbitrage.local.backends import convert_file as c; c(*sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(gguf), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelNotAvailable(f"local model {spec.name!r}: converting {gguf} failed: {last}")
+
+
+def convert_file(gguf: Path | str, target: Path | str) -> None:
+    """``convert`` from a verified GGUF file."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = gguf_path(spec)
+    gguf, target = Path(gguf), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

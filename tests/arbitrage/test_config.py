@@ -110,3 +110,15 @@ def test_a_prompts_file_brings_its_own_tasks_for_the_quotas():
     assert config.mixture.per_task == {"reasoning": 5}
     with pytest.raises(ConfigError, match=r"'reasoning', which is not in pool\.tasks"):
         parse_config({"teachers": T, "mixture": mixture})
+
+
+def test_auto_windows_fill_the_concurrency_through_every_escalation_round():
+    api = [{"name": n, "model": f"openai/{n}", "max_concurrency": 64} for n in ("a", "b", "c")]
+    config = parse_config({"teachers": api})  # batch_size 16
+    assert config.windows_in_flight() == 24  # 2 × 192 / 16
+    assert config.windows_in_flight(escalates=True) == 72  # a round per teacher
+    wide = parse_config({"teachers": [dict(t, max_concurrency=512) for t in api]})
+    assert wide.windows_in_flight(escalates=True) == 256
+    assert parse_config({"teachers": api, "windows": 5}).windows_in_flight(escalates=True) == 5
+    local = [{"name": "s", "model": "local/smollm2-135m"}]
+    assert parse_config({"teachers": local}).windows_in_flight(escalates=True) == 1

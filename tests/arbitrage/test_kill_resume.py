@@ -34,7 +34,7 @@ def test_sigkill_mid_run_loses_no_returned_call(tmp_path, stub_server, monkeypat
             time.sleep(DELAY_S)
             with lock:
                 sent.append((time.monotonic(), key))
-            return f"{name.upper()} says: " + messages[-1]["content"][:40]
+            return f"{name.upper()} says: " + messages[-1]["content"]  # unique per prompt
 
         return answer
 

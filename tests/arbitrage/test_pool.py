@@ -56,12 +56,14 @@ def test_prompt_ids_are_stable_and_content_derived():
     assert all(p.meta["writer"] == "template" for p in a)
 
 
-def test_template_text_names_the_language_and_uses_the_persona():
+def test_template_text_is_in_language_and_english_quotes_the_persona():
     persona = Persona("A beekeeper in Oaxaca who sells honey at the market.")
     (slot,) = plan([persona], ["sw"], ["creative_writing"], 1)
     text = template_text(slot)
-    assert "beekeeper in Oaxaca" in text
-    assert text.endswith("Answer only in Swahili.")
+    assert "beekeeper" not in text  # the English persona would make the turn mixed
+    assert text.endswith("Jibu kwa Kiswahili pekee.")
+    (slot,) = plan([persona], ["en"], ["creative_writing"], 1)
+    assert "beekeeper in Oaxaca" in template_text(slot)
 
 
 def test_personahub_columns_from_a_local_dataset(tmp_path):

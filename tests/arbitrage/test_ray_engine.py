@@ -251,7 +251,7 @@ def test_the_budget_holds_across_workers(tmp_path, stub, ray_instance, capsys):
 def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_instance):
     from stub_server import Reply
 
-    stub.set_handler("alpha", lambda m: "ALPHA answers: " + m[-1]["content"][:40])
+    stub.set_handler("alpha", lambda m: "ALPHA answers: " + m[-1]["content"])
     stub.set_handler("beta", lambda m: Reply("down", status=503))
     stub.set_handler("judge", judge)
     config = write(
@@ -281,11 +281,11 @@ def test_retry_after_pauses_the_teacher_on_every_worker(tmp_path, stub, ray_inst
     # the third request: slow down, for 2 s
     alpha = Scripted(
         {3: Reply("slow down", status=429, headers={"Retry-After": "2"})},
-        lambda m: "ALPHA answers: " + m[-1]["content"][:40],
+        lambda m: "ALPHA answers: " + m[-1]["content"],
     )
     seen = alpha.times
     stub.set_handler("alpha", alpha)
-    stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"][:40])
+    stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"])
     stub.set_handler("judge", judge)
     data = stub_config(str(tmp_path / "run"), stub.url, batch_size=6)
     data["pool"]["n_prompts"] = 12

@@ -27,7 +27,7 @@ ANSWERS = {
 
 def teacher(name: str) -> Any:
     def answer(messages: list[dict[str, Any]]) -> str:
-        lang = "fr" if "Answer only in French." in messages[-1]["content"] else "en"
+        lang = "fr" if "en français." in messages[-1]["content"] else "en"
         return f"{name}: {ANSWERS[lang]}"
 
     return answer

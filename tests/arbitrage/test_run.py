@@ -191,7 +191,7 @@ def test_writer_model_writes_prompts_and_falls_back_to_templates(tmp_path, teach
     assert by_lang["en"]["text"] == "Explain tides to a fisherman."
     assert by_lang["en"]["meta"]["writer"] == "alpha"
     assert by_lang["fr"]["meta"]["writer"] == "template-fallback"
-    assert by_lang["fr"]["text"].endswith("Answer only in French.")
+    assert by_lang["fr"]["text"].endswith("Réponds uniquement en français.")
 
 
 def test_a_prompts_file_is_used_whole_and_the_pool_line_says_what_it_holds(

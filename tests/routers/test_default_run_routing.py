@@ -17,11 +17,11 @@ from routers import get_router
 def test_learned_choices_follow_warmup_outcomes(tmp_path):
     data = default_config().public_dict()
     data["out"] = str(tmp_path / "run")
-    data["pool"]["n_prompts"] = 18
-    data["batch_size"] = 9
-    data["router"]["params"] = {"warmup": 9, "explore": 0.0}
+    data["pool"]["n_prompts"] = 12
+    data["batch_size"] = 6
+    data["router"]["params"] = {"warmup": 6, "explore": 0.0}
     for teacher in data["teachers"]:
-        teacher["max_tokens"] = 96
+        teacher["max_tokens"] = 64
     path = tmp_path / "default.yaml"
     path.write_text(yaml.safe_dump(data))
     assert main(["run", str(path)]) == 0
@@ -30,7 +30,7 @@ def test_learned_choices_follow_warmup_outcomes(tmp_path):
     outcomes = [Outcome.from_dict(json.loads(line)) for line in lines]
     warmup = [o for o in outcomes if o.routed_by == "warmup"]
     exploit = [o for o in outcomes if o.routed_by == "exploit"]
-    assert len(warmup) == 9 and len(exploit) == 9
+    assert len(warmup) == 6 and len(exploit) == 6
     assert all(o.n_generations == 2 for o in warmup) and all(o.n_generations == 1 for o in exploit)
 
     # Relearning from the recorded warm-up outcomes alone reproduces every later choice:
