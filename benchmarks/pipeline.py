@@ -14,7 +14,8 @@ configured concurrency allows by Little's law (concurrency / mean latency measur
 the server); the time-weighted mean calls in flight (seen by the server) against the
 configured concurrency; the same two over the steady part of the run (until the loop
 had no new prompt to send, i.e. without the drain of the last calls' latency tail);
-the run's process CPU per call; and the teacher layer's CPU per
+the run's process CPU per call, in all and without the end (``loop``: writing the
+dataset, report and figures at the end); and the teacher layer's CPU per
 call on the same server (``Teacher.agenerate`` alone at concurrency 256), for comparison.
 ``--profile`` prints where the CPU of each run goes (cProfile, top 30 by ``--sort``).
 """
@@ -95,16 +96,31 @@ def _in_window(events: list[tuple[float, int]], t0: float, t1: float) -> tuple[f
 def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: Path) -> dict:  # type: ignore[type-arg]
     from arbitrage.factories import build_router
     from arbitrage.run import run_config
+    from arbitrage.rundir import RunDir
 
     out = tmp / f"{router}-{windows}-{engine}"
     pool = tmp / "pool.jsonl"
     config = _config(out, pool, url, args, router, windows, engine)
     server_stats(url, reset=True)
     profile = cProfile.Profile() if args.profile else None
+    outputs = [0.0]  # CPU of writing the dataset, the report and its figures at the end
+    write = RunDir.write_outputs
+
+    def timed(self: RunDir, *a: Any, **kw: Any) -> None:
+        t = time.process_time()
+        try:
+            write(self, *a, **kw)
+        finally:
+            outputs[0] += time.process_time() - t
+
+    RunDir.write_outputs = timed  # type: ignore[method-assign]
     cpu, wall = time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
-    run_config(config)
+    try:
+        run_config(config)
+    finally:
+        RunDir.write_outputs = write  # type: ignore[method-assign]
     if profile is not None:
         profile.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -134,6 +150,7 @@ def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: P
         "steady_in_flight": sum(a for a, _ in steady) / steady_span,
         "steady_s": steady_span,
         "cpu_ms_per_call": 1000 * cpu / max(1, calls),
+        "loop_ms_per_call": 1000 * (cpu - outputs[0]) / max(1, calls),
         "concurrency": concurrency,
     }
     if profile is not None:
@@ -214,7 +231,8 @@ def main() -> None:
     head = (
         f"{'engine':<6} {'router':<7} {'windows':>7} {'calls':>6} {'wall s':>7} {'calls/s':>8} "
         f"{'ceiling':>8} {'of ceil':>7} {'in flight':>9} {'of conc':>7} "
-        f"{'steady of ceil':>14} {'steady of conc':>14} {'CPU ms/call':>11} {'× layer':>7}"
+        f"{'steady of ceil':>14} {'steady of conc':>14} {'CPU ms/call':>11} {'× layer':>7} "
+        f"{'loop ms/call':>12} {'× layer':>7}"
     )
     print(head)
     print("-" * len(head))
@@ -226,7 +244,8 @@ def main() -> None:
             f"{r['in_flight'] / r['concurrency']:>7.3f} "
             f"{r['steady_calls_per_s'] / r['ceiling']:>14.3f} "
             f"{r['steady_in_flight'] / r['concurrency']:>14.3f} {r['cpu_ms_per_call']:>11.2f} "
-            f"{r['cpu_ms_per_call'] / layer:>7.1f}"
+            f"{r['cpu_ms_per_call'] / layer:>7.1f} {r['loop_ms_per_call']:>12.2f} "
+            f"{r['loop_ms_per_call'] / layer:>7.1f}"
         )
     for r in rows:
         if "profile" in r:
