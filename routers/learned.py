@@ -42,6 +42,9 @@ class LearnedRouter(Router):
         explore: Probability of comparing the likely winner with other teachers.
         explore_teachers: How many teachers an exploration prompt goes to.
         prior: Strength of the shrinkage towards coarser levels (pseudo-comparisons).
+        fallback: A prompt whose answers all failed or went unscored (cut at
+            ``max_tokens``, in the wrong language, a failed call) is asked of the next
+            teacher in rank, until one answer can win or every teacher has answered.
     """
 
     name = "learned"
@@ -55,6 +58,7 @@ class LearnedRouter(Router):
         explore: float = 0.1,
         explore_teachers: int = 2,
         prior: float = 2.0,
+        fallback: bool = False,
     ) -> None:
         super().__init__(teachers, seed=seed)
         if warmup < 0:
@@ -71,6 +75,7 @@ class LearnedRouter(Router):
         self.explore = explore
         self.explore_teachers = explore_teachers
         self.prior = prior
+        self.fallback = fallback
         self.routed = 0
         self._overall = _Tally()
         self._by_language: defaultdict[str, _Tally] = defaultdict(_Tally)
@@ -109,6 +114,21 @@ class LearnedRouter(Router):
                     route = Route([best], "exploit")
             self.routed += 1
             routes.append(route)
+        return routes
+
+    def escalates(self) -> bool:
+        return self.fallback
+
+    def escalate(self, outcomes: Sequence[Outcome]) -> list[Route]:
+        """With ``fallback``: the next teacher in rank for a prompt without a winner."""
+        routes = []
+        for outcome in outcomes:
+            asked = {c.teacher for c in outcome.candidates}
+            left = [t for t in self.rank(outcome.prompt) if t not in asked]
+            if self.fallback and outcome.winner is None and left:
+                routes.append(Route(left[:1], "fallback"))
+            else:
+                routes.append(Route([]))
         return routes
 
     def update(self, outcomes: Sequence[Outcome]) -> None:

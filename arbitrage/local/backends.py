@@ -8,6 +8,7 @@ batch (a batch is padded, so its composition changes the numbers slightly).
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -159,6 +160,8 @@ class TransformersModel(LocalModel):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        tame_malloc()
+
         target = cache_dir(spec)
         if not target.is_dir():
             convert_apart(spec, target)
@@ -261,12 +264,18 @@ class TransformersModel(LocalModel):
 
 
 def convert(spec: ModelSpec, target: Path) -> None:
-    """Dequantise ``spec``'s verified GGUF file into an fp32 safetensors dir at ``target``.
+    """Dequantise ``spec``'s verified GGUF file into a safetensors dir at ``target``: fp32,
+    or bf16 for a model that runs in bf16 (``spec.bf16``: Gemma, trained in bf16; on a
+    CPU without bf16 it is loaded back into fp32).
 
     The dir is written under a temporary name and renamed into place, so a killed
     conversion never leaves a half-written cache.
     """
-    convert_file(gguf_path(spec), target)
+    convert_file(gguf_path(spec), target, _stored_dtype(spec))
+
+
+def _stored_dtype(spec: ModelSpec) -> str:
+    return "bfloat16" if spec.bf16 else "float32"
 
 
 def convert_apart(spec: ModelSpec, target: Path) -> None:
@@ -280,7 +289,7 @@ def convert_apart(spec: ModelSpec, target: Path) -> None:
     gguf = gguf_path(spec)
     code = "import sys; from arbitrage.local.backends import convert_file as c; c(*sys.argv[1:])"
     done = subprocess.run(
-        [sys.executable, "-c", code, str(gguf), str(target)],
+        [sys.executable, "-c", code, str(gguf), str(target), _stored_dtype(spec)],
         capture_output=True,
         text=True,
         check=False,
@@ -290,28 +299,32 @@ def convert_apart(spec: ModelSpec, target: Path) -> None:
         raise ModelNotAvailable(f"local model {spec.name!r}: converting {gguf} failed: {last}")
 
 
-def convert_file(gguf: Path | str, target: Path | str) -> None:
-    """``convert`` from a verified GGUF file."""
+def convert_file(gguf: Path | str, target: Path | str, dtype: str = "float32") -> None:
+    """``convert`` from a verified GGUF file, storing the weights as ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    tame_malloc()
     gguf, target = Path(gguf), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a cache is not
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # the model, then the tokenizer: building Gemma's 262k-token vocabulary from GGUF
+        # takes hundreds of MB of its own, so the two never peak together
         model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
         )
         # transformers refuses to save a model loaded from GGUF ("not serializable")
         # because it still carries the GGUF quantizer; the weights are already plain
-        # fp32, so dropping the quantizer and its config entry gives an ordinary model.
+        # floats, so dropping the quantizer and its config entry gives an ordinary model.
         model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        del model
+        gc.collect()
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -398,6 +411,31 @@ class LlamaCppModel(LocalModel):
 
 _MODELS: dict[str, LocalModel] = {}
 _LOAD_LOCK = threading.Lock()
+
+
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+
+def tame_malloc() -> None:
+    """Keep glibc from holding on to memory the models' tensors freed.
+
+    Generation runs in worker threads; each gets a malloc arena of its own, and glibc
+    raises its mmap threshold after every large free, so activation buffers end up in
+    arenas that are never given back (the embedded default grew past 3 GB that way).
+    Two arenas, and every allocation of 1 MiB or more in its own mapping (returned on
+    free), keep the process near what the models weigh. A no-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        return
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 2)
+        mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 def get_model(name: str) -> LocalModel:

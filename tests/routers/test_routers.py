@@ -176,3 +176,22 @@ def test_route_available_still_rejects_unconfigured_teachers():
 
     with pytest.raises(RoutingError, match="unknown teacher 'zz'"):
         Rogue(TEACHERS).route_available([prompt("en")], TEACHERS)
+
+
+def test_learned_router_with_fallback_asks_the_next_teacher_when_no_answer_can_win():
+    plain = get_router("learned", TEACHERS, warmup=0, explore=0.0)
+    assert not plain.escalates()
+    router = get_router("learned", TEACHERS, warmup=0, explore=0.0, fallback=True)
+    assert router.escalates()
+    router.update([outcome(prompt("en", i=i), {"a": 0.2, "b": 0.9, "c": 0.5}) for i in range(4)])
+    p = prompt("en", i=9)
+    cut = Candidate(
+        Generation(prompt_id=p.id, teacher="b", model="b", text="x", finish_reason="length")
+    )
+    unusable = Outcome(p, (cut,), None)
+    won = outcome(prompt("en", i=10), {"b": 0.9})
+    routes = router.escalate([unusable, won])
+    assert [r.teachers for r in routes] == [["a"], []]  # next in rank after b (a, c tie: order)
+    every = Outcome(p, (cut, *outcome(p, {"a": None, "c": None}).candidates), None)
+    assert router.escalate([every])[0].teachers == []  # nobody left to ask
+    assert plain.escalate([unusable])[0].teachers == []
