@@ -168,7 +168,9 @@ def _run(args: argparse.Namespace) -> int:
     for line in banner_lines(config, __version__):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if any(is_local(t.model) for t in config.teachers):
-        console.print("local models load on first use (the first run converts them: ~20 s each)")
+        console.print(
+            "local models load on first use (the first run converts them: about a minute each)"
+        )
     if not console.is_terminal:  # a log: plain lines, no redrawn bar (run_log.py)
         return _finish(config, _run_logged(config, parts, console, args.progress_every))
     progress = Progress(
