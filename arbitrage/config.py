@@ -159,6 +159,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class _Caller(_Strict):
+    """What a model that makes calls (a teacher, an LLM judge) checks of its call
+    settings: its fields are declared where it is, these checks once here."""
+
+    @field_validator("api_key_env", check_fields=False)
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return _check_env_name(value)
+
+    @field_validator("params", check_fields=False)
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_params(value)
+
+    @field_validator("transport", check_fields=False)
+    @classmethod
+    def _direct(cls, value: str, info: ValidationInfo) -> str:
+        return _direct(value, info)
+
+
 class PoolConfig(_Strict):
     """Where prompts come from.
 
@@ -241,7 +261,7 @@ class PoolConfig(_Strict):
         return self
 
 
-class TeacherConfig(_Strict):
+class TeacherConfig(_Caller):
     """One teacher: a litellm model string and its call parameters.
 
     ``transport``: ``litellm`` (any provider), or ``direct`` for an OpenAI-compatible
@@ -277,21 +297,6 @@ class TeacherConfig(_Strict):
     tokens_per_minute: float | None = Field(None, gt=0)
     input_cost_per_mtok: float | None = Field(None, ge=0)
     output_cost_per_mtok: float | None = Field(None, ge=0)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        return _check_env_name(value)
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_params(value)
-
-    @field_validator("transport")
-    @classmethod
-    def _direct(cls, value: str, info: ValidationInfo) -> str:
-        return _direct(value, info)
 
     @model_validator(mode="after")
     def _batch(self) -> TeacherConfig:
@@ -355,7 +360,7 @@ def _direct(value: str, info: ValidationInfo) -> str:
     return value
 
 
-class ScorerConfig(_Strict):
+class ScorerConfig(_Caller):
     """One scorer: ``local`` (offline proxy), ``judge`` / ``pairwise`` (LLM via litellm) or
     ``hf`` (a sequence-classification reward model). ``model`` is the judge or reward
     model; ``api_base`` / ``api_key_env`` reach an LLM judge; ``params`` go to its class.
@@ -376,21 +381,6 @@ class ScorerConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(2, ge=0)
     max_reply_chars: int = Field(1_000_000, ge=1)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        return _check_env_name(value)
-
-    @field_validator("params")
-    @classmethod
-    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_params(value)
-
-    @field_validator("transport")
-    @classmethod
-    def _direct(cls, value: str, info: ValidationInfo) -> str:
-        return _direct(value, info)
 
 
 class MemberConfig(ScorerConfig):
