@@ -7,7 +7,6 @@ run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -28,17 +27,12 @@ class _Record:
         """The record as plain data (a nested record by its own ``to_dict``); containers
         are new, values shared. ``dataclasses.asdict`` deep-copies every value: 5x slower
         on an outcome, and written once a prompt."""
-        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _plain(value: Any) -> Any:
