@@ -24,7 +24,7 @@ from arbitrage.engine.batch import BatchJournal, BatchSender, batch_sender
 from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.budget import PER_MTOK, Budget, batch_price_per_token
 from arbitrage.engine.cache import CallCache
-from arbitrage.engine.client import CallStats, LLMClient
+from arbitrage.engine.client import CallStats, LLMClient, OnClient
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.engine.send import completion_cost
 from arbitrage.errors import TeacherUnavailable
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class Teacher:
+class Teacher(OnClient):
     """One teacher model.
 
     Args:
@@ -114,24 +114,6 @@ class Teacher:
     def from_model(cls, name: str, model: str, **params: Any) -> Teacher:
         """Shorthand: ``Teacher.from_model("gpt", "openai/gpt-4o-mini", max_tokens=256)``."""
         return cls(TeacherConfig(name=name, model=model, **params))
-
-    @property
-    def cache(self) -> CallCache | None:
-        """The call cache the client answers from."""
-        return self.client.cache
-
-    @cache.setter
-    def cache(self, cache: CallCache | None) -> None:
-        self.client.cache = cache
-
-    @property
-    def stats(self) -> CallStats:
-        """The client's counters."""
-        return self.client.stats
-
-    @stats.setter
-    def stats(self, stats: CallStats) -> None:
-        self.client.stats = stats
 
     def request(
         self,

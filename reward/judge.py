@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from arbitrage.engine.breaker import CircuitBreaker
 from arbitrage.engine.budget import Budget
 from arbitrage.engine.cache import CallCache
-from arbitrage.engine.client import CallStats, LLMClient
+from arbitrage.engine.client import LLMClient, OnClient
 from arbitrage.engine.limits import TeacherLimits
 from arbitrage.engine.transport import MAX_REPLY_CHARS
 from arbitrage.errors import ConfigError, TeacherUnavailable
@@ -71,7 +71,7 @@ Reply with a JSON object only: {{"reason": "<a short justification>", "score": N
 where N is an integer from {low} (worst) to {high} (best)."""
 
 
-class LLMJudge(RewardModel):
+class LLMJudge(OnClient, RewardModel):
     """What the LLM judges share: one call path, cached, budgeted, retried and limited.
 
     Subclasses build the messages and read the reply; ``ask`` makes the call. ``stats``,
@@ -166,15 +166,6 @@ class LLMJudge(RewardModel):
         )
 
     @property
-    def cache(self) -> CallCache | None:
-        """The call cache the judge answers from (a run sets its own)."""
-        return self.client.cache
-
-    @cache.setter
-    def cache(self, cache: CallCache | None) -> None:
-        self.client.cache = cache
-
-    @property
     def budget(self) -> Budget | None:
         """The budget judge calls count against (a run sets its own)."""
         return self.client.budget
@@ -182,10 +173,6 @@ class LLMJudge(RewardModel):
     @budget.setter
     def budget(self, budget: Budget | None) -> None:
         self.client.budget = budget
-
-    @property
-    def stats(self) -> CallStats:
-        return self.client.stats
 
     @property
     def limits(self) -> TeacherLimits:

@@ -555,3 +555,28 @@ def no_provider(model: str) -> str:
         f"litellm knows no provider for model {model!r}; write it as provider/model "
         "(e.g. openai/gpt-4o-mini)"
     )
+
+
+class OnClient:
+    """For what makes its calls through ``self.client`` (a teacher, an LLM judge): the
+    client's cache and counters, read and set on the owner (a run sets its own)."""
+
+    client: LLMClient
+
+    @property
+    def cache(self) -> CallCache | None:
+        """The call cache the client answers from."""
+        return self.client.cache
+
+    @cache.setter
+    def cache(self, cache: CallCache | None) -> None:
+        self.client.cache = cache
+
+    @property
+    def stats(self) -> CallStats:
+        """The client's counters."""
+        return self.client.stats
+
+    @stats.setter
+    def stats(self, stats: CallStats) -> None:
+        self.client.stats = stats
