@@ -2,6 +2,6 @@
 
 import sys
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 sys.exit(main())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from arbitrage.personas import load_personas
-from arbitrage.pool import awrite, plan
+from arbitrage.calls.teachers import Teacher
+from arbitrage.prompts.personas import load_personas
+from arbitrage.prompts.pool import awrite, plan
 from arbitrage.records import Prompt
-from arbitrage.teachers import Teacher
 
 
 async def abuild_prompts(

@@ -25,9 +25,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from arbitrage.calls.llm import is_local
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.languages import check_code
-from arbitrage.llm import is_local
 from arbitrage.registry import closest_hint
 
 # Model prefixes of the OpenAI-compatible providers that ``transport: direct`` serves.
@@ -238,7 +238,7 @@ class PoolConfig(_Strict):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, value: list[str]) -> list[str]:
-        from arbitrage.tasks import TASKS
+        from arbitrage.prompts.tasks import TASKS
 
         for name in value:
             if name not in TASKS:
@@ -252,7 +252,7 @@ class PoolConfig(_Strict):
         # The template writer writes whole user turns in-language from bundled frames;
         # a language without them needs a writer model (which also translates).
         if self.writer == "template" and self.prompts is None:
-            from arbitrage.frames import check_template_languages
+            from arbitrage.prompts.frames import check_template_languages
 
             try:
                 check_template_languages(self.languages)
@@ -306,7 +306,7 @@ class TeacherConfig(_Caller):
                 "local model (use mode: online)"
             )
         if self.samples_via == "n":
-            from arbitrage.llm import takes_n
+            from arbitrage.calls.llm import takes_n
 
             why = (
                 "a batch job sends one request a sample (use auto or calls)"
@@ -551,7 +551,7 @@ class EvalSetConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        from arbitrage.decontam import FILE_TYPES
+        from arbitrage.outputs.decontam import FILE_TYPES
 
         # a hub id has no file suffix; these are files we cannot read
         if Path(value).suffix.lower() in (".txt", ".tsv", ".xlsx", ".xls", ".gz", ".zip"):

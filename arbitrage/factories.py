@@ -17,9 +17,9 @@ from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 
 if TYPE_CHECKING:
-    from arbitrage.engine.budget import Budget
-    from arbitrage.engine.cache import CallCache
-    from arbitrage.teachers import Teacher
+    from arbitrage.calls.budget import Budget
+    from arbitrage.calls.cache import CallCache
+    from arbitrage.calls.teachers import Teacher
     from reward.base import RewardModel
     from routers.base import Router
 
@@ -47,7 +47,7 @@ def preflight(config: RunConfig) -> RunParts:
     check_pool(config)
     router = build_router(config)
     if config.engine == "ray":
-        from arbitrage.cluster.session import require_ray
+        from arbitrage.executors.ray.session import require_ray
 
         require_ray()
     kinds = [*available(), "ensemble"]
@@ -82,7 +82,7 @@ def check_out(out: str | Path) -> None:
 def check_pool(config: RunConfig) -> None:
     """A prompts file is read and checked row by row now, unless the run directory
     already holds the pool it was read into (a resumed run never reads it again)."""
-    from arbitrage.pool import take_prompts
+    from arbitrage.prompts.pool import take_prompts
     from arbitrage.rundir import RunDir
 
     if config.pool.prompts and not RunDir(config.out).has_pool():
@@ -91,7 +91,7 @@ def check_pool(config: RunConfig) -> None:
 
 def check_providers(config: RunConfig) -> None:
     """Every model that makes calls names a provider litellm knows (``openai/...``)."""
-    from arbitrage.engine.client import known_provider, no_provider
+    from arbitrage.calls.client import known_provider, no_provider
 
     models = [(f"teacher {t.name!r}", t.model, t.api_base) for t in config.teachers]
     scorers = config.reward.scorers()
@@ -181,12 +181,12 @@ def build_reward(config: RunConfig) -> RewardModel:
 
 
 def judge_batch(config: RunConfig) -> Callable[[ScorerConfig], dict[str, Any]] | None:
-    """How a judge with ``mode: batch`` sends (``engine/batch.py``), if the run has one."""
+    """How a judge with ``mode: batch`` sends (``calls/batch.py``), if the run has one."""
     if not any(s.mode == "batch" for s in config.reward.scorers()):
         return None
     import functools
 
-    from arbitrage.engine.batch import BatchJournal, judge_batch_params
+    from arbitrage.calls.batch import BatchJournal, judge_batch_params
 
     journal = BatchJournal.shared(os.path.join(config.out, "batches.jsonl"))
     return functools.partial(judge_batch_params, settings=config.batch, journal=journal)
@@ -250,8 +250,8 @@ async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> tuple[l
     """The prompt pool a config describes, and where it came from, in words (for
     ``pool_line``)."""
     from arbitrage.config import DEFAULT_N_PROMPTS
-    from arbitrage.personas import load_personas
-    from arbitrage.pool import awrite, plan, take_prompts
+    from arbitrage.prompts.personas import load_personas
+    from arbitrage.prompts.pool import awrite, plan, take_prompts
 
     pool = config.pool
     if pool.prompts:
@@ -281,6 +281,6 @@ def pool_line(prompts: Iterable[Prompt], origin: str) -> str:
     """A run's start-up line for its pool: the languages and tasks it really holds, then
     where they came from (``"pool: 805 prompts × 1 language (en) × 8 tasks, from
     prompts.jsonl"``)."""
-    from arbitrage.pool import describe
+    from arbitrage.prompts.pool import describe
 
     return f"pool: {describe(prompts)}, {origin}"

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from rich.progress import Progress
 
+    from arbitrage.calls.teachers import Teacher
     from arbitrage.fusion import Fuser
-    from arbitrage.teachers import Teacher
 
 T = TypeVar("T")
 OutcomeSink = Callable[[Sequence[Outcome]], None]
@@ -64,13 +64,13 @@ class RunResult:
 
     def to_dataset(self) -> Dataset:
         """The SFT mixture: winners only, TRL conversational ``messages`` + provenance."""
-        from arbitrage.mixture import build_mixture
+        from arbitrage.outputs.mixture import build_mixture
 
         return build_mixture(self.outcomes)
 
     def summary(self) -> dict[str, Any]:
-        """Wins, generations, failures and cost (see ``arbitrage.report.summarise``)."""
-        from arbitrage.report import summarise
+        """Wins, generations, failures and cost (see ``arbitrage.outputs.report.summarise``)."""
+        from arbitrage.outputs.report import summarise
 
         return summarise(self.outcomes, self.teachers)
 
@@ -302,7 +302,7 @@ class Arbitrage:
 
     def _routes(self, prompts: list[Prompt], up: list[str]) -> list[Route]:
         """The router's routes; a prompt pinned to a teacher (a later turn of a
-        conversation that keeps its first turn's teacher: ``arbitrage.conversation``) goes
+        conversation that keeps its first turn's teacher: ``arbitrage.prompts.conversation``) goes
         to it, and the router neither routes nor escalates it."""
         free = [p for p in prompts if self._pin(p) is None]
         routed = iter(self.router.route_available(free, up) if free else ())

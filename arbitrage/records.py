@@ -100,7 +100,7 @@ class Prompt(_Record):
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages sent to a teacher: on a later turn of a conversation, the
-        conversation so far (``meta["history"]``, ``arbitrage.conversation``) first."""
+        conversation so far (``meta["history"]``, ``arbitrage.prompts.conversation``) first."""
         return [*self.meta.get("history", ()), {"role": "user", "content": self.text}]
 
     def instruction(self) -> str:

@@ -7,7 +7,7 @@ Layout (``config.out``)::
     config.yaml      the resolved config (env var names, never keys)
     prompts.jsonl    the pool, written before any teacher is called
     outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
-    turns.jsonl      multi-turn runs: each follow-up turn's prompt (arbitrage.conversation)
+    turns.jsonl      multi-turn runs: each follow-up turn's prompt (arbitrage.prompts.conversation)
     cache.sqlite     every returned teacher call (``cache.path`` moves it)
     dataset/         the SFT mixture (datasets.load_from_disk); also mixture.jsonl, .parquet
     preference/      DPO pairs (prompt / chosen / rejected); also preference.jsonl, .parquet
@@ -16,7 +16,7 @@ Layout (``config.out``)::
     README.md        the dataset card
     report.json      wins, win rates, generations, failures, cost, mixture and text stats
     report.html      the report page (figures embedded); figures/*.png
-    samples/         the report's sample browser data: index.js, c00000.js, ... (browser.py)
+    samples/         the report's sample browser data: index.js, c00000.js, ... (outputs/browser.py)
 
 Every command that opens an existing run (``report``, ``retry-failed``, ``eval-routers``,
 ``eval-reward``, ``train-router``) goes through ``RunDir.open``, which refuses a folder
@@ -226,7 +226,7 @@ class RunDir:
         return self.path / "turns.jsonl"
 
     def iter_turns(self) -> Iterator[Prompt]:
-        """A multi-turn run's follow-up prompts (``arbitrage.conversation``), a line at a
+        """A multi-turn run's follow-up prompts (``arbitrage.prompts.conversation``), a line at a
         time, as ``iter_outcomes`` reads its file; none for a single-turn run."""
         if not self.turns_path.exists():
             return iter(())
@@ -262,9 +262,9 @@ class RunDir:
     ) -> None:
         """The mixture, its card and the report (``extra`` joins ``report.json``); then the
         Hub, if the config names a repo."""
-        from arbitrage.card import push_to_hub, write_card
-        from arbitrage.mixture import make_mixture, save_mixture
-        from arbitrage.report_files import write_report
+        from arbitrage.outputs.card import push_to_hub, write_card
+        from arbitrage.outputs.mixture import make_mixture, save_mixture
+        from arbitrage.outputs.report_files import write_report
 
         # this run's mixture settings (not part of the config hash, so they may have changed)
         self._write_config(config)

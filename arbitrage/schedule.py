@@ -4,7 +4,7 @@ A run takes its prompts in windows of ``batch_size`` and keeps ``windows`` (R) o
 in flight. What a router or a reward with running statistics decides depends on what
 it has seen, so the loop takes every decision in one fixed order, whatever the
 latencies: the same config gives the same mixture on any engine, and the offline
-replay (``arbitrage.evaluate.replay``) follows the same order.
+replay (``arbitrage.commands.evaluate.replay``) follows the same order.
 
 Time is cut into slots s = 0, 1, 2, ... With ``rounds`` escalation rounds (a router
 that never escalates has none) and a spacing ``D = R // (rounds + 1)``, slot s holds,

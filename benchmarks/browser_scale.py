@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from arbitrage.config import DedupConfig, MixtureConfig
-from arbitrage.mixture import make_mixture
+from arbitrage.outputs.mixture import make_mixture
+from arbitrage.outputs.report_files import write_report
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, Usage, pick_winner
-from arbitrage.report_files import write_report
 
 TEACHERS = ("alpha", "beta", "gamma")
 LANGUAGES = ("en", "fr", "es", "de", "sw", "hi")

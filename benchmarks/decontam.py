@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arbitrage.decontam import build_index, contaminated
+from arbitrage.outputs.decontam import build_index, contaminated
 
 
 def vocabulary(size: int, rng: random.Random) -> list[str]:

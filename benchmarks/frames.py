@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arbitrage.config import DedupConfig
-from arbitrage.filters import near_duplicates
-from arbitrage.frames import bundled_languages
-from arbitrage.personas import bundled_personas
-from arbitrage.pool import awrite, plan
-from arbitrage.tasks import TASKS
+from arbitrage.outputs.filters import near_duplicates
+from arbitrage.prompts.frames import bundled_languages
+from arbitrage.prompts.personas import bundled_personas
+from arbitrage.prompts.pool import awrite, plan
+from arbitrage.prompts.tasks import TASKS
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from arbitrage.local import MODELS, get_model
+from arbitrage.calls.local import MODELS, get_model
 
 PROMPTS = [
     "Explain why the sky is blue.",

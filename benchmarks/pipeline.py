@@ -94,8 +94,8 @@ def _in_window(events: list[tuple[float, int]], t0: float, t1: float) -> tuple[f
 
 
 def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: Path) -> dict:  # type: ignore[type-arg]
+    from arbitrage.commands.run import run_config
     from arbitrage.factories import build_router
-    from arbitrage.run import run_config
     from arbitrage.rundir import RunDir
 
     out = tmp / f"{router}-{windows}-{engine}"
@@ -162,9 +162,9 @@ def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: P
 
 def teacher_layer(url: str, args: Any, calls: int = 2000, concurrency: int = 256) -> float:
     """CPU ms per call of ``Teacher.agenerate`` alone (no loop, no reward)."""
+    from arbitrage.calls.teachers import Teacher
     from arbitrage.config import TeacherConfig
     from arbitrage.records import Prompt
-    from arbitrage.teachers import Teacher
 
     teacher = Teacher(
         TeacherConfig(

@@ -13,7 +13,7 @@ between them is the real pipeline: litellm's ``openai/`` path, the engine, the r
 the reward model, the run directory.
 
 ``offline_outcomes`` gives the same rows as a fully scored run, with the same prompt
-ids and teacher names, for ``arbitrage.evaluate.replay``: the offline replay to
+ids and teacher names, for ``arbitrage.commands.evaluate.replay``: the offline replay to
 compare the end-to-end run with.
 
 Where the pipeline and the corpus differ, by design: an empty answer is unscored (it
@@ -330,8 +330,8 @@ def run_end_to_end(
     """
     import yaml
 
+    from arbitrage.commands.run import run_config
     from arbitrage.config import load_config
-    from arbitrage.run import run_config
     from arbitrage.rundir import RunDir
 
     if not rows:
@@ -385,7 +385,7 @@ class PromptResult:
     """One prompt of a run, in corpus terms (aliases, recorded rewards).
 
     ``reward`` is the recorded reward of the winner's answer (0 without a winner, as
-    ``arbitrage.evaluate`` counts it); ``oracle`` the best recorded reward of a
+    ``arbitrage.commands.evaluate`` counts it); ``oracle`` the best recorded reward of a
     non-empty answer; ``generations`` how many teachers answered.
     """
 
@@ -476,7 +476,7 @@ def reward_mismatches(
 def offline_outcomes(rows: Sequence[Row]) -> list[Outcome]:
     """The rows as a fully scored run (every teacher answered, the recorded rewards; an
     empty answer unscored, and two models' identical answers one reward, as in a run),
-    for ``arbitrage.evaluate.replay``."""
+    for ``arbitrage.commands.evaluate.replay``."""
     order = [teacher_name(a) for a in aliases(rows)]
     outcomes = []
     for row in rows:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from simulate import simulated_outcomes
 
-from arbitrage.evaluate import apgr, baselines, fully_scored, replay
+from arbitrage.commands.evaluate import apgr, baselines, fully_scored, replay
 from arbitrage.records import Outcome
 from routers import get_router
 
@@ -110,7 +110,7 @@ def main() -> None:
     )
 
     if args.plot:
-        from arbitrage.router_eval import evaluate_routers, plot
+        from arbitrage.commands.router_eval import evaluate_routers, plot
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         plot(evaluate_routers(pools[0], teachers), args.plot)

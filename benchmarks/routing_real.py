@@ -47,7 +47,7 @@ from replay_e2e import (
     run_end_to_end,
 )
 
-from arbitrage.evaluate import (
+from arbitrage.commands.evaluate import (
     apgr,
     baselines,
     cascade_ceiling,

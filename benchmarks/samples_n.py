@@ -25,9 +25,9 @@ os.environ.setdefault("BENCH_KEY", "sk-bench-0123456789")
 
 
 async def _run(url: str, transport: str, via: str, prompts: int, samples: int) -> dict[str, float]:
+    from arbitrage.calls.teachers import Teacher
     from arbitrage.config import TeacherConfig
     from arbitrage.records import Prompt
-    from arbitrage.teachers import Teacher
 
     config = TeacherConfig(
         name="t",

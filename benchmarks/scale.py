@@ -84,7 +84,7 @@ def _write_pool(path: Path, n: int) -> None:
 
 
 def memory(url: str, n: int, router: str, tmp: Path) -> list[tuple[int, float]]:
-    from arbitrage.run import run_config
+    from arbitrage.commands.run import run_config
 
     pool = tmp / "memory.jsonl"
     _write_pool(pool, n)
@@ -97,8 +97,8 @@ def memory(url: str, n: int, router: str, tmp: Path) -> list[tuple[int, float]]:
 def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float]:
     """(seconds to the first new request, seconds to the end) on a run with ``done``
     prompts finished."""
+    from arbitrage.commands.run import run_config
     from arbitrage.records import Candidate, Generation, Outcome, dumps
-    from arbitrage.run import run_config
     from arbitrage.rundir import RunDir
 
     pool = tmp / f"resume-{done}.jsonl"

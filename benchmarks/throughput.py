@@ -76,10 +76,10 @@ def _sender(row: Row, url: str) -> tuple[Any, Any]:
 
         return raw, session.close
 
+    from arbitrage.calls.llm import litellm
+    from arbitrage.calls.teachers import Teacher, completion_cost
     from arbitrage.config import TeacherConfig
-    from arbitrage.llm import litellm
     from arbitrage.records import Prompt
-    from arbitrage.teachers import Teacher, completion_cost
 
     if row.httpx:
         litellm().disable_aiohttp_transport = True
@@ -115,7 +115,7 @@ def _sender(row: Row, url: str) -> tuple[Any, Any]:
 
         await asyncio.gather(*(one(i) for i in range(calls)))
 
-    from arbitrage.engine.transport import close
+    from arbitrage.calls.transport import close
 
     return teacher, close
 

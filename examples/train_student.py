@@ -76,11 +76,11 @@ def load_student(name: str, seed: int) -> tuple[Any, Any]:
         tokenizer = tiny_tokenizer()
         config = tiny_config(tokenizer, bos_token_id=tokenizer.bos_token_id)
         return LlamaForCausalLM(config), tokenizer
-    from arbitrage.local import models
+    from arbitrage.calls.local import models
 
     path: str | Path = name
     if name in models.MODELS:  # the converted safetensors copy of a bundled GGUF model
-        from arbitrage.local.backends import convert
+        from arbitrage.calls.local.backends import convert
 
         spec = models.MODELS[name]
         path = models.cache_dir(spec)
@@ -96,7 +96,7 @@ def split(run_dir: str, heldout: int) -> dict[str, Any]:
     """Training rows for both students and the held-out prompts, from a run directory."""
     from statistics import fmean
 
-    from arbitrage.mixture import make_mixture
+    from arbitrage.outputs.mixture import make_mixture
     from arbitrage.rundir import load_run
 
     config, outcomes = load_run(run_dir)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from arbitrage.engine.cache import CallCache, request_key
+from arbitrage.calls.cache import CallCache, request_key
 from arbitrage.errors import ConfigError, RewardError
 from arbitrage.records import Generation, Prompt
 from reward.base import RewardModel, Score
@@ -45,7 +45,7 @@ class HFRewardModel(RewardModel):
         trust_remote_code: Passed to ``from_pretrained``; only set it for a model
             whose code you trust (ArmoRM needs it).
         revision: A Hub branch, tag or commit to load (default: the main branch).
-        cache: A call cache (``arbitrage.engine.CallCache``) for scores. A score is
+        cache: A call cache (``arbitrage.calls.cache.CallCache``) for scores. A score is
             keyed by the pair, ``max_length``, the resolved device and dtype, and the
             weights: a local folder's files (names, sizes, times), or a Hub model's
             ``revision`` (pin a commit: a moving branch keeps serving cached scores).

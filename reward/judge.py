@@ -1,7 +1,7 @@
 """LLM-as-judge: any litellm model reads a rubric, the instruction and the answer, and scores it.
 
 ``LLMJudge`` holds what every LLM judge shares: its calls go through the one call
-path (``arbitrage/engine/client.py``) a teacher's do, with the call cache, the budget,
+path (``arbitrage/calls/client.py``) a teacher's do, with the call cache, the budget,
 retries of rate limits, 5xx, timeouts and dropped connections (``Retry-After``
 honoured), AIMD concurrency, a circuit breaker, ``timeout_s`` per attempt and either
 transport; the API key is read from the environment at call time and scrubbed from
@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Literal
 
-from arbitrage.engine.breaker import CircuitBreaker
-from arbitrage.engine.budget import Budget
-from arbitrage.engine.cache import CallCache
-from arbitrage.engine.client import LLMClient, OnClient
-from arbitrage.engine.limits import TeacherLimits
-from arbitrage.engine.transport import MAX_REPLY_CHARS
+from arbitrage.calls.breaker import CircuitBreaker
+from arbitrage.calls.budget import Budget
+from arbitrage.calls.cache import CallCache
+from arbitrage.calls.client import LLMClient, OnClient
+from arbitrage.calls.limits import TeacherLimits
+from arbitrage.calls.llm import CompletionFn, is_local
+from arbitrage.calls.transport import MAX_REPLY_CHARS
 from arbitrage.errors import ConfigError, TeacherUnavailable
-from arbitrage.llm import CompletionFn, is_local
 from arbitrage.records import Prompt
 from reward.base import RewardModel, Score
 from reward.parsing import parse_score
@@ -89,7 +89,7 @@ class LLMJudge(OnClient, RewardModel):
             adaptive concurrency: a 429 or a timeout halves it).
         completion_fn: Anything with ``litellm.acompletion``'s signature; defaults
             to litellm (or the direct transport).
-        cache: A call cache (``arbitrage.engine.CallCache``): a judge reply that came
+        cache: A call cache (``arbitrage.calls.cache.CallCache``): a judge reply that came
             back is never asked for again. A run sets its own.
         budget: The run's ``Budget``: judge calls count against ``budget_usd`` like
             teacher calls. A run sets its own.
@@ -391,7 +391,7 @@ def supports_response_schema(model: str) -> bool:
     """Whether litellm knows ``model`` to accept a JSON schema; ``False`` when unsure."""
     if is_local(model):
         return False
-    from arbitrage.llm import litellm
+    from arbitrage.calls.llm import litellm
 
     try:
         return bool(litellm().supports_response_schema(model=model))

@@ -70,7 +70,7 @@ class LocalJudgeReward(RewardModel):
     fidelity term's job. Values lie in [-degeneracy_weight, 1].
 
     Args:
-        judge_model: A bundled local model (see ``arbitrage.local.MODELS``).
+        judge_model: A bundled local model (see ``arbitrage.calls.local.MODELS``).
         fidelity_weight: Exponent on language fidelity; 0 ignores the language.
         degeneracy_weight: How much a fully degenerate answer loses.
         batch_size: Pairs per judge forward pass.
@@ -91,7 +91,7 @@ class LocalJudgeReward(RewardModel):
             raise ConfigError("local reward fidelity_weight and degeneracy_weight must be >= 0")
         if batch_size < 1:
             raise ConfigError(f"local reward batch_size must be at least 1, got {batch_size}")
-        from arbitrage.local import MODELS
+        from arbitrage.calls.local import MODELS
 
         if judge_model not in MODELS:
             raise ConfigError(
@@ -103,7 +103,7 @@ class LocalJudgeReward(RewardModel):
         self.batch_size = batch_size
 
     def _judge(self, pairs: Sequence[tuple[Prompt, str]]) -> list[float]:
-        from arbitrage.local import get_model
+        from arbitrage.calls.local import get_model
 
         conversations = [
             [

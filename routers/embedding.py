@@ -146,7 +146,7 @@ class EmbeddingRouter(Router):
         """Learn from outcomes in which every teacher answered; returns ``self``."""
         import numpy as np
 
-        from arbitrage.evaluate import fully_scored
+        from arbitrage.commands.evaluate import fully_scored
 
         full = fully_scored(outcomes, self.teachers)
         rewards = np.zeros((len(full), len(self.teachers)), dtype=np.float32)

@@ -29,7 +29,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     take no random seconds. Ray workers, in other processes, keep the real one."""
     import tenacity
 
-    from arbitrage.engine import client
+    from arbitrage.calls import client
 
     monkeypatch.setattr(client, "BACKOFF", tenacity.wait_none())
 
@@ -51,7 +51,7 @@ def stub_server(_stub_server_session: StubServer) -> StubServer:
 @pytest.fixture(scope="session")
 def smol_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model cache root holding SmolLM2 converted from its GGUF file (once per session, ~25 s)."""
-    from arbitrage.local import backends, models
+    from arbitrage.calls.local import backends, models
 
     root = tmp_path_factory.mktemp("models")
     with pytest.MonkeyPatch.context() as mp:

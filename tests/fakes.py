@@ -14,10 +14,10 @@ import asyncio
 import zlib
 from collections.abc import Callable, Sequence
 
-from arbitrage.engine.breaker import CircuitBreaker
+from arbitrage.calls.breaker import CircuitBreaker
+from arbitrage.calls.teachers import TeacherStats
 from arbitrage.errors import BudgetExceeded
 from arbitrage.records import Generation, Prompt
-from arbitrage.teachers import TeacherStats
 from reward.base import RewardModel, Score
 
 

@@ -156,10 +156,10 @@ def test_the_checker_sees_a_cycle() -> None:
 def test_the_checker_reads_function_level_imports_but_not_type_checking_ones() -> None:
     tree = ast.parse(
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from arbitrage.run import RunDir\n"
+        "if TYPE_CHECKING:\n    from arbitrage.commands.run import RunDir\n"
         "def f():\n    from arbitrage.factories import preflight\n"
     )
-    known = {"arbitrage", "arbitrage.run", "arbitrage.factories"}
+    known = {"arbitrage", "arbitrage.commands.run", "arbitrage.factories"}
     path = ROOT / "arbitrage" / "x.py"
     targets = set().union(*(_targets("arbitrage.x", path, n, known) for n in _imports(tree)))
     assert targets == {"arbitrage.factories"}
@@ -168,24 +168,24 @@ def test_the_checker_reads_function_level_imports_but_not_type_checking_ones() -
 def test_the_checker_counts_the_packages_an_import_initialises() -> None:
     known = {
         "arbitrage",
-        "arbitrage.cluster",
-        "arbitrage.cluster.session",
-        "arbitrage.cluster.stream",
+        "arbitrage.executors.ray",
+        "arbitrage.executors.ray.session",
+        "arbitrage.executors.ray.stream",
     }
 
     def targets(name: str, code: str) -> set[str]:
         path = ROOT / Path(*name.split(".")).with_suffix(".py")
         return set().union(*(_targets(name, path, n, known) for n in _imports(ast.parse(code))))
 
-    # from outside: arbitrage/cluster/__init__.py runs first
-    code = "from arbitrage.cluster.session import require_ray"
+    # from outside: arbitrage/executors/ray/__init__.py runs first
+    code = "from arbitrage.executors.ray.session import require_ray"
     assert targets("arbitrage.factories", code) == {
-        "arbitrage.cluster",
-        "arbitrage.cluster.session",
+        "arbitrage.executors.ray",
+        "arbitrage.executors.ray.session",
     }
     # from inside: that package is loaded already
     code += "\nfrom . import stream"
-    assert targets("arbitrage.cluster.driver", code) == {
-        "arbitrage.cluster.session",
-        "arbitrage.cluster.stream",
+    assert targets("arbitrage.executors.ray.driver", code) == {
+        "arbitrage.executors.ray.session",
+        "arbitrage.executors.ray.stream",
     }

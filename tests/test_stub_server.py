@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from stub_server import Reply, StubServer
 
-from arbitrage.llm import litellm
+from arbitrage.calls.llm import litellm
 
 
 async def _ask(server: StubServer, model: str, text: str, **kwargs: Any) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arbitrage.config import MixtureConfig
-from arbitrage.mixture import make_mixture, save_mixture
+from arbitrage.outputs.mixture import make_mixture, save_mixture
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from reward import get_reward
 from reward.hf import HFRewardModel

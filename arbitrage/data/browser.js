@@ -1,4 +1,4 @@
-// The sample browser of report.html (arbitrage/browser.py writes its data).
+// The sample browser of report.html (arbitrage/outputs/browser.py writes its data).
 // No network: samples/index.js and samples/cNNNNN.js are loaded as <script> tags,
 // which browsers allow from file:// (fetch is refused there). Model text is only
 // ever set as textContent, never parsed as HTML.

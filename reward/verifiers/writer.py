@@ -38,7 +38,7 @@ the task states. If the task names no function or class to call, reply with NONE
 
 
 class Writer(Protocol):
-    """What writes the tests: a teacher (``arbitrage.teachers.Teacher``) or anything with
+    """What writes the tests: a teacher (``arbitrage.calls.teachers.Teacher``) or anything with
     its ``acomplete``."""
 
     name: str

@@ -1,6 +1,6 @@
 import pytest
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.config import default_config, load_config, parse_config
 from arbitrage.errors import ConfigError
 from arbitrage.rundir import config_hash

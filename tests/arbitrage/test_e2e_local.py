@@ -7,7 +7,7 @@ import yaml
 from datasets import load_from_disk
 from trl.data_utils import is_conversational
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 
 @pytest.mark.slow

@@ -20,11 +20,11 @@ import pytest
 import yaml
 from stub_server import Reply, stub_config
 
-from arbitrage.cli import main
-from arbitrage.evaluate import replay
+from arbitrage.calls.teachers import Teacher
+from arbitrage.commands.cli import main
+from arbitrage.commands.evaluate import replay
 from arbitrage.pipeline import Arbitrage
 from arbitrage.records import Outcome, Prompt
-from arbitrage.teachers import Teacher
 from reward.base import RewardModel, Score
 from routers import ROUTERS, get_router
 from routers.base import Route, Router

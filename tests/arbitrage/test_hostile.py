@@ -18,13 +18,13 @@ import yaml
 from stub_server import Reply, stub_config, write_stub_run
 
 from arbitrage import errors
-from arbitrage.cli import main
+from arbitrage.calls.cache import CallCache
+from arbitrage.calls.teachers import Teacher
+from arbitrage.commands.cli import main
 from arbitrage.config import parse_config
-from arbitrage.engine.cache import CallCache
 from arbitrage.errors import ConfigError, DataError
 from arbitrage.records import Generation, Outcome, Prompt
 from arbitrage.rundir import RunDir
-from arbitrage.teachers import Teacher
 from reward.judge import JudgeReward
 
 SECRET = "sk-hostile-secret-0123456789"

@@ -20,7 +20,7 @@ def test_public_api_names_resolve():
 
 
 def test_cli_default_config_prints_yaml(capsys):
-    from arbitrage.cli import main
+    from arbitrage.commands.cli import main
 
     assert main(["default-config"]) == 0
     assert "local/smollm2-135m-instruct" in capsys.readouterr().out

@@ -15,7 +15,7 @@ import time
 import yaml
 from stub_server import stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 DELAY_S = 0.25
 

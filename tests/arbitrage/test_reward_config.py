@@ -137,7 +137,7 @@ def test_api_settings_only_reach_llm_judges() -> None:
 
 
 def test_estimate_prices_every_llm_member_and_pairwise_by_its_comparisons() -> None:
-    from arbitrage.engine.estimate import estimate, generations_per_prompt
+    from arbitrage.commands.estimate import estimate, generations_per_prompt
 
     prices = {"input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}
     config = parse_config(
@@ -175,7 +175,7 @@ def test_estimate_prices_every_llm_member_and_pairwise_by_its_comparisons() -> N
     ],
 )
 def test_pairwise_calls_follow_the_router(router: dict[str, Any], expected: float) -> None:
-    from arbitrage.engine.estimate import pairwise_calls
+    from arbitrage.commands.estimate import pairwise_calls
 
     teachers = [{**TEACHERS[0], "name": n} for n in ("a", "b", "c")]
     config = parse_config(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from stub_server import StubServer, stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 FRENCH = (
     "L'eau bout à cent degrés Celsius au niveau de la mer, et à une température plus "

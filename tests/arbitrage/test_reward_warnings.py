@@ -7,7 +7,7 @@ import pytest
 import yaml
 from stub_server import stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 
 @pytest.fixture(autouse=True)

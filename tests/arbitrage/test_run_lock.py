@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from stub_server import stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 
 def _write_config(tmp_path: Path, url: str) -> Path:

@@ -7,7 +7,7 @@ import pytest
 from fakes import FakeTeacher, TextReward
 from test_streaming import NAMES, dump, jitter, pool
 
-from arbitrage.evaluate import replay, sample_baselines
+from arbitrage.commands.evaluate import replay, sample_baselines
 from arbitrage.fusion import Fuser, decide, fusion_messages, top_candidates
 from arbitrage.pipeline import Arbitrage
 from arbitrage.records import Candidate, Generation, Outcome, Prompt
@@ -182,7 +182,7 @@ def test_a_budget_stop_during_fusion_keeps_the_committed_windows_and_lets_calls_
 
 
 def test_win_rates_count_a_teachers_samples_once() -> None:
-    from arbitrage.report import win_cells
+    from arbitrage.outputs.report import win_cells
 
     outcomes = engine("reward", 1, seed=10).run(pool(8)).outcomes
     for language, per_teacher in win_cells(outcomes).items():

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from datasets import load_from_disk
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.config import default_config
 
 

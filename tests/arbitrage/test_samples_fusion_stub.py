@@ -13,7 +13,7 @@ import yaml
 from datasets import load_from_disk
 from stub_server import stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.config import parse_config
 from arbitrage.errors import ConfigError
 from arbitrage.rundir import config_hash
@@ -205,7 +205,7 @@ def test_a_bad_fusion_key_exits_2_with_one_line(tmp_path, capsys) -> None:  # ty
 
 
 def test_the_estimate_counts_every_sample_and_the_fusions() -> None:
-    from arbitrage.engine.estimate import estimate
+    from arbitrage.commands.estimate import estimate
 
     base = {"teachers": T, "pool": {"n_prompts": 10}, "router": {"name": "reward"}}
     plain = {r["who"]: r["calls"] for r in estimate(parse_config(base))}

@@ -108,7 +108,7 @@ def test_a_prompt_repeated_in_one_window_keeps_its_own_answers() -> None:
 
 @pytest.mark.parametrize("windows", [1, 4])
 def test_the_offline_replay_follows_the_schedule_of_a_run(windows: int) -> None:
-    from arbitrage.evaluate import replay
+    from arbitrage.commands.evaluate import replay
 
     prompts = pool(48)
 

@@ -209,9 +209,9 @@ def test_replay_resumes_exactly_where_an_uninterrupted_run_would_be(build: objec
 
 def test_a_resumed_run_scores_as_an_uninterrupted_one(stub_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Arbitrage.arun(done=...) hands the finished outcomes to the reward's replay."""
+    from arbitrage.calls.teachers import Teacher
     from arbitrage.config import TeacherConfig
     from arbitrage.pipeline import Arbitrage
-    from arbitrage.teachers import Teacher
     from routers import get_router
 
     monkeypatch.setenv("STUB_KEY", "sk-test")

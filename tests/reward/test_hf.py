@@ -171,7 +171,7 @@ def test_score_is_a_score(tiny_model: str) -> None:
 
 
 def test_scores_are_cached_and_not_recomputed(tiny_model: str, tmp_path: Path) -> None:
-    from arbitrage.engine.cache import CallCache
+    from arbitrage.calls.cache import CallCache
 
     cache = CallCache(tmp_path / "cache.sqlite")
     first = HFRewardModel(tiny_model, max_length=14, cache=cache).score_batch(PAIRS)
@@ -264,7 +264,7 @@ def test_a_classifier_with_several_outputs_is_not_a_reward_model(tmp_path: Path)
 def test_weights_retrained_in_place_are_scored_anew(tmp_path: Path) -> None:
     from transformers import AutoConfig, LlamaForSequenceClassification
 
-    from arbitrage.engine.cache import CallCache
+    from arbitrage.calls.cache import CallCache
 
     path = _save_tiny_model(tmp_path / "rm")
     cache = CallCache(tmp_path / "cache.sqlite")

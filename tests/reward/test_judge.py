@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from stub_server import Reply, StubServer
 
-from arbitrage.engine.cache import CallCache
+from arbitrage.calls.cache import CallCache
 from arbitrage.errors import ConfigError
 from arbitrage.records import Prompt
 from reward.base import Score

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from stub_server import Reply, StubServer
 
-from arbitrage.engine.cache import CallCache
+from arbitrage.calls.cache import CallCache
 from arbitrage.records import Prompt
 from reward import get_reward
 from reward.base import Score

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.config import default_config
 
 SMOL = {"model": "local/smollm2-135m-instruct", "max_tokens": 48, "temperature": 0.9}

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from stub_server import StubServer, stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.errors import DataError
-from arbitrage.pool import load_prompts
-from arbitrage.preference import build_pairs
+from arbitrage.outputs.preference import build_pairs
+from arbitrage.prompts.pool import load_prompts
 from arbitrage.records import Candidate, Generation, Outcome, Prompt
 
 RIGHT = "6 times 7 is 42. The answer is 42."

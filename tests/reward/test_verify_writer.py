@@ -11,7 +11,7 @@ import pytest
 import yaml
 from stub_server import StubServer, stub_config
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from reward.verifiers.writer import MAX_TESTS, parse_tests
 
 TASK = "Write a Python function add(a, b) that returns the sum of two numbers."

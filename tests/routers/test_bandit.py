@@ -2,8 +2,8 @@
 
 import pytest
 
+from arbitrage.commands.evaluate import apgr, baselines, fully_scored, replay
 from arbitrage.errors import ConfigError, DataError
-from arbitrage.evaluate import apgr, baselines, fully_scored, replay
 from arbitrage.records import Candidate, Generation, Outcome, Prompt
 from benchmarks.simulate import simulated_outcomes
 from routers import get_router

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from arbitrage.evaluate import baselines, replay
+from arbitrage.commands.evaluate import baselines, replay
 from arbitrage.records import Candidate, Generation, Outcome, Prompt, pick_winner
 from routers import get_router
 from routers.content import ContentRouter
@@ -215,7 +215,7 @@ def test_content_router_learns_who_wins_on_what_the_prompt_is_about(model):
 
 
 def test_cascade_ceiling_is_the_best_fixed_partner_on_the_best_share():
-    from arbitrage.evaluate import cascade_ceiling
+    from arbitrage.commands.evaluate import cascade_ceiling
 
     p = [Prompt(text=f"q{i}", language="en", task="t") for i in range(4)]
     outcomes = [

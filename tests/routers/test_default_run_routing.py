@@ -7,7 +7,7 @@ import pytest
 import yaml
 from figures import assert_real_png
 
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 from arbitrage.config import default_config
 from arbitrage.records import Outcome
 from routers import get_router

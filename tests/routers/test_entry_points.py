@@ -36,7 +36,7 @@ def test_entry_point_router_from_yaml_config(installed_plugin, tmp_path, stub_se
     import yaml
     from stub_server import stub_config
 
-    from arbitrage.cli import main
+    from arbitrage.commands.cli import main
 
     monkeypatch.setenv("STUB_KEY", "sk-test")
     stub_server.set_handler("judge", lambda m: "Score: 7")

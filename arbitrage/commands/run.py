@@ -1,0 +1,199 @@
+"""A whole run from a config: check it, build the pool, run the loop, write the outputs.
+
+One lifecycle for both engines: the run directory is locked and prepared, the pool is
+built (or read back), an executor (``arbitrage.executors.local``: this process, or Ray
+actors) supplies the teachers and the scorer, the loop (``Arbitrage.astream``) streams
+the prompts not yet done through them, appending each window to ``outcomes.jsonl``,
+and the outputs are written from what is on disk. The run directory and its files are
+``arbitrage.rundir``; the objects a config describes are built by
+``arbitrage.factories``. Re-running the same command after an interruption skips
+every prompt already in ``outcomes.jsonl``. A second run on the same directory while
+one is going refuses at once (``RunLocked``); a killed run's lock dies with it
+(``arbitrage.run_lock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from arbitrage.calls.budget import Budget
+from arbitrage.calls.teachers import engine_teachers, open_cache
+from arbitrage.config import RunConfig
+from arbitrage.errors import BudgetExceeded
+from arbitrage.executors.local import Executor, LocalExecutor
+from arbitrage.factories import RunParts, abuild_pool, pool_line, preflight, wrap_reward
+from arbitrage.fusion import make_fuser
+from arbitrage.pipeline import Arbitrage, RunResult
+from arbitrage.prompts.conversation import conversations_for, iter_run_prompts, turns_of
+from arbitrage.prompts.targets import Rounds, TargetNotMet, short_line
+from arbitrage.run_lock import hold_run_dir
+from arbitrage.rundir import RunDir
+from reward.judge import LLMJudge
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from arbitrage.calls.cache import CallCache
+    from arbitrage.commands.live import TeacherPanel
+    from reward.base import RewardModel
+
+
+def executor_for(config: RunConfig, scorer: RewardModel | None, parts: RunParts) -> Executor:
+    """The engine's executor; ``scorer`` (default: the config's) scores in this process
+    (on Ray: instead of on reward workers)."""
+    if config.engine == "ray":
+        from arbitrage.executors.ray.driver import RayExecutor
+
+        return RayExecutor(config, scorer)
+    return LocalExecutor(config, scorer if scorer is not None else parts.scorer)
+
+
+def run_budget(config: RunConfig, cache: CallCache | None) -> Budget:
+    """The run's budget, counting what its cache already paid for: ``budget_usd``
+    covers the run directory across reruns and ``retry-failed``, not one process."""
+    budget = Budget(config.budget_usd)
+    if cache is not None:
+        budget.spent_usd = cache.paid_usd()
+    return budget
+
+
+async def arun_config(
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    reward_model: RewardModel | None = None,
+    panel: TeacherPanel | None = None,
+    on_pool: Callable[[str], None] | None = None,
+    parts: RunParts | None = None,
+) -> RunResult:
+    """Run a config end to end and write its run directory; resumes an interrupted run.
+
+    ``on_pool`` is given ``pool_line`` once the pool is built (or, resuming, read back).
+    ``parts`` is what ``preflight(config)`` returned, if the caller already ran it.
+    ``reward_model`` replaces the config's scorer (it scores in this process).
+    """
+    if parts is None:
+        parts = preflight(config)
+    with hold_run_dir(config.out):
+        run_dir = RunDir(config.out)
+        run_dir.prepare(config)
+        cache = open_cache(config)
+        try:
+            return await _arun(
+                config, parts, run_dir, cache, reward_model, progress, panel, on_pool
+            )
+        finally:
+            if cache is not None:
+                cache.close()
+
+
+async def _arun(
+    config: RunConfig,
+    parts: RunParts,
+    run_dir: RunDir,
+    cache: CallCache | None,
+    reward_model: RewardModel | None,
+    progress: Progress | None,
+    panel: TeacherPanel | None,
+    on_pool: Callable[[str], None] | None,
+) -> RunResult:
+    start = time.perf_counter()
+    budget = run_budget(config, cache)
+    if not (run_dir.path / "prompts.jsonl").exists():  # written once, before any answer
+        writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
+        prompts, origin = await abuild_pool(config, writers)
+        run_dir.save_prompts(prompts)
+        del prompts
+    else:
+        origin = f"resumed from {run_dir.path / 'prompts.jsonl'}"
+    total = sum(1 for _ in run_dir.iter_prompts())
+    if on_pool is not None:
+        on_pool(pool_line(run_dir.iter_prompts(), origin))
+
+    done = run_dir.load_outcomes()
+    run_dir.mend_outcomes()  # the next window is appended after the last whole row
+    async with executor_for(config, reward_model, parts) as executor:
+        teachers, scorer = await executor.parts(cache, budget)
+        if panel is not None:  # the judges make calls like teachers and show with them
+            panel.attach(
+                [*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))],
+                next((t.batch.journal for t in teachers if t.batch is not None), None),
+            )
+        engine = Arbitrage(
+            teachers,
+            wrap_reward(config, scorer),
+            parts.router,
+            batch_size=config.batch_size,
+            windows=config.windows_in_flight(parts.router.escalates()),
+            fusion=make_fuser(config, teachers),
+        )
+        engine.resume(done)
+        skip = frozenset(o.prompt.id for o in done)
+        finished = sum(1 for p in iter_run_prompts(run_dir) if p.id in skip)
+        kept = sum(o.winner is not None for o in done)  # prompts with a winner, for the log
+        del done  # a finished prompt costs nothing in memory from here on
+        total *= turns_of(config)  # at most: a conversation may end early
+        bar = (
+            progress.add_task("prompts", total=total, completed=finished, kept=kept)
+            if progress
+            else None
+        )
+        talks = conversations_for(config, run_dir, cache=cache, budget=budget)
+        rounds = Rounds(config, run_dir) if config.target_rows is not None else None
+        while True:  # one pass, or with target_rows a round at a time (arbitrage.prompts.targets)
+            windows = (
+                engine.astream(run_dir.iter_prompts(), skip=skip)
+                if talks is None
+                else talks.astream(engine, skip=skip)
+            )
+            try:
+                async with aclosing(windows) as stream:
+                    async for outcomes in stream:
+                        run_dir.append_outcomes(outcomes)
+                        kept += sum(o.winner is not None for o in outcomes)
+                        if progress is not None and bar is not None:
+                            progress.update(bar, advance=len(outcomes), kept=kept)
+                        await executor.tick()
+            except BudgetExceeded:
+                if rounds is None:
+                    raise
+                rounds.stopped = f"budget_usd ({config.budget_usd}) reached"
+                break
+            if rounds is None:
+                break
+            writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
+            fresh = await rounds.next_round(writers)
+            if on_pool is not None:
+                more = f"; round {rounds.round}: +{len(fresh)} prompts" if fresh else ""
+                on_pool(rounds.line() + more)
+            if not fresh:
+                break
+            skip = frozenset(o.prompt.id for o in run_dir.iter_outcomes())
+            if progress is not None and bar is not None:
+                progress.update(bar, total=rounds.drawn)
+        extra = await executor.report()
+        if talks is not None:
+            extra["conversation"] = talks.report()
+    by_id = {o.prompt.id: o for o in run_dir.iter_outcomes()}
+    result = RunResult(
+        outcomes=[by_id[p.id] for p in iter_run_prompts(run_dir) if p.id in by_id],
+        teachers=engine.order,
+        router=parts.router.name,
+        router_state=parts.router.state(),
+        elapsed_s=time.perf_counter() - start,
+    )
+    run_dir.write_outputs(config, result, extra=extra)
+    if rounds is not None and rounds.stopped is not None:
+        rounds.kept = rounds.count(result.outcomes)  # a budget stop ends mid-round
+        rounds.answered = len(result.outcomes)
+        raise TargetNotMet(short_line(rounds))
+    return result
+
+
+def run_config(config: RunConfig, **kwargs: Any) -> RunResult:
+    """Synchronous ``arun_config``."""
+    return asyncio.run(arun_config(config, **kwargs))

@@ -1,0 +1,14 @@
+"""Outputs: where files are written, and what goes in them.
+
+    mixture.py       the SFT mixture: winners that pass the filters, balanced by quotas
+    filters.py       the mixture's row filters: answer checks, language, near-duplicates
+    decontam.py      drops rows that share an n-gram with an eval set
+    preference.py    DPO pairs: a prompt's best vs worst answer
+    report.py        the run summary (who won where, what it cost) and its tables
+    report_files.py  report.json, figures/*.png and report.html
+    plots.py         the report's figures
+    browser.py       report.html's sample browser (data/browser.js, data/browser.css)
+    card.py          the dataset card (README.md) and publishing to the Hub
+
+The run directory itself (which file is where) is ``arbitrage/rundir.py``.
+"""

@@ -1,0 +1,407 @@
+"""The SFT mixture: one row per prompt whose winning answer passes the filters, balanced by quotas.
+
+    outcomes ─► winner rows ─► answer checks ─► language fidelity ─► decontamination
+             ─► near-duplicates ─► per-language / per-task caps ─► teacher share cap
+             ─► row targets ─► rows (+ preference pairs)
+
+Every row that does not make it is counted with the first reason it failed
+(``arbitrage.outputs.filters.REASONS``). Rows keep pool order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arbitrage.config import MixtureConfig
+from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
+from arbitrage.prompts.conversation import final_turns
+from arbitrage.records import Outcome
+from reward.verifiers.basis import basis
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
+    """The dataset row for an outcome, or ``None`` if no answer won (nothing usable)."""
+    best = outcome.best
+    if best is None:
+        return None
+    prompt = outcome.prompt
+    return {
+        "messages": [
+            *prompt.messages(),  # a conversation's turns before this one, if any
+            {"role": "assistant", "content": best.generation.text},
+        ],
+        "prompt_id": prompt.id,
+        "persona": prompt.persona,
+        "language": prompt.language,
+        "task": prompt.task,
+        "teacher": best.teacher,
+        "model": best.generation.model,
+        "reward": float(best.reward if best.reward is not None else 0.0),
+        "routed_by": outcome.routed_by,
+        "basis": basis(best.reward_details),  # what the reward rested on: reward.verifiers.basis
+        "candidates": [
+            {
+                "teacher": c.teacher,
+                "reward": c.reward,
+                "status": c.generation.status,
+                "sample": c.sample,
+            }
+            for c in outcome.candidates
+        ],
+        "sample": best.sample,
+        # a kept fused answer's sources, best first; [] when the answer is one teacher's
+        "fused_from": _fused_from(outcome),
+    }
+
+
+def _fused_from(outcome: Outcome) -> list[dict[str, Any]]:
+    fusion = outcome.fusion
+    return list(fusion.sources) if fusion is not None and fusion.kept else []
+
+
+@dataclass
+class Mixture:
+    """The kept SFT rows, the preference pairs, and why everything else was dropped."""
+
+    rows: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    dropped: list[dict[str, str]]
+    pairs_dropped: Counter[str]
+    outcomes: int
+    config: MixtureConfig
+    shortfall: dict[str, int] = field(default_factory=dict)
+    #: per eval set of ``decontaminate``: its items, and those too short to match
+    eval_sets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def sft(self) -> Dataset:
+        """The rows as an HF ``Dataset`` (``messages`` column: TRL's SFTTrainer loads it as is)."""
+        return rows_to_dataset(self.rows)
+
+    def preference(self) -> Dataset:
+        """The pairs as an HF ``Dataset`` in TRL's conversational preference format."""
+        from arbitrage.outputs.preference import pairs_to_dataset
+
+        return pairs_to_dataset(self.pairs)
+
+    def contaminated(self) -> dict[str, int]:
+        """Rows dropped as ``contaminated``, per eval set (every configured set listed)."""
+        hits = Counter(d.get("eval_set", "") for d in self.dropped if d["reason"] == "contaminated")
+        return {name: hits.get(name, 0) for name in self.eval_sets} | dict(hits)
+
+    def counts(self) -> dict[str, Any]:
+        """Rows kept and dropped (by reason), pairs, and rows per language × task × teacher."""
+        cells = Counter((r["language"], r["task"], r["teacher"]) for r in self.rows)
+        return {
+            "outcomes": self.outcomes,
+            "rows": len(self.rows),
+            "dropped": dict(Counter(d["reason"] for d in self.dropped)),
+            "pairs": len(self.pairs),
+            "pairs_dropped": dict(self.pairs_dropped),
+            "shortfall": self.shortfall,
+            "contaminated": self.contaminated(),
+            "eval_sets": self.eval_sets,
+            "by_cell": [
+                {"language": lang, "task": task, "teacher": teacher, "rows": n}
+                for (lang, task, teacher), n in sorted(cells.items())
+            ],
+        }
+
+
+def make_mixture(
+    outcomes: Sequence[Outcome],
+    config: MixtureConfig | None = None,
+    *,
+    teacher_order: Sequence[str] = (),
+    fidelity: Callable[[str, str], float] | None = None,
+    targets: int | Mapping[str, int] | None = None,
+) -> Mixture:
+    """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
+
+    Args:
+        outcomes: A run's outcomes, in pool order.
+        config: The ``mixture`` config section (default: ``MixtureConfig()``).
+        teacher_order: Breaks ties when the teacher-share cap trims rows.
+        fidelity: ``(text, language) -> [0, 1]`` for answers whose reward carries no
+            ``language_fidelity`` detail (default: ``reward.fidelity.language_fidelity``).
+        targets: The run's ``target_rows``: rows past a target (a total, or per
+            ``"<language>/<task>"``) are dropped as ``over_target``, latest in pool order.
+    """
+    from arbitrage.outputs.preference import build_pairs
+
+    cfg = config or MixtureConfig()
+    dropped: list[dict[str, str]] = []
+    reasons: dict[str, str] = {}  # prompt id → why its row was filtered (before quotas)
+
+    def drop(outcome: Outcome, reason: str, **extra: str) -> None:
+        reasons[outcome.prompt.id] = reason
+        best = outcome.best
+        dropped.append(
+            {
+                "prompt_id": outcome.prompt.id,
+                "language": outcome.prompt.language,
+                "task": outcome.prompt.task,
+                "teacher": best.teacher if best is not None else "",
+                "reason": reason,
+                **extra,
+            }
+        )
+
+    live: list[tuple[Outcome, dict[str, Any]]] = []
+    finals = final_turns(outcomes)  # a conversation's row is its deepest turn with a winner
+    for outcome in finals:
+        row = mixture_row(outcome)
+        best = outcome.best
+        if row is None or best is None:
+            drop(outcome, "no_winner")
+            continue
+        text = best.generation.text
+        reason = best.generation.status if not best.generation.ok else None
+        reason = reason or answer_check(
+            text,
+            finish_reason=best.generation.finish_reason,
+            min_chars=cfg.min_chars,
+            max_chars=cfg.max_chars,
+            refusals=cfg.drop_refusals,
+            boilerplate=cfg.drop_boilerplate,
+        )
+        if reason is None and cfg.min_language_fidelity is not None:
+            score = fidelity_of(text, outcome.prompt.language, best.reward_details, fidelity)
+            if score < cfg.min_language_fidelity:
+                reason = "language"
+        if reason is not None:
+            drop(outcome, reason)
+            continue
+        live.append((outcome, row))
+
+    eval_sets: dict[str, dict[str, int]] = {}
+    if cfg.decontaminate:
+        from arbitrage.outputs.decontam import contaminated, load_indexes
+
+        n = cfg.decontaminate_ngram
+        indexes = load_indexes(cfg.decontaminate, n)
+        eval_sets = {i.name: {"items": i.items, "short": i.short} for i in indexes}
+        messages = [[m["content"] for m in row["messages"]] for _, row in live]
+        sets = contaminated(messages, indexes, n)
+        for (outcome, _), name in zip(live, sets, strict=True):
+            if name is not None:
+                drop(outcome, "contaminated", eval_set=name)
+        live = [pair for pair, name in zip(live, sets, strict=True) if name is None]
+
+    # Near-duplicates: the higher-reward row of a duplicate set is the one kept.
+    for kind, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)):
+        if not on or not live:
+            continue
+        order = sorted(range(len(live)), key=lambda i: -live[i][1]["reward"])
+        texts = [_side(live[i][1]["messages"], kind) for i in order]
+        langs = [live[i][1]["language"] for i in order]
+        hits = near_duplicates(
+            texts, langs, threshold=cfg.dedup.threshold, min_chars=cfg.dedup.min_chars
+        )
+        gone = {order[j] for j in hits}
+        for i in sorted(gone):
+            drop(live[i][0], f"duplicate_{kind}")
+        live = [pair for i, pair in enumerate(live) if i not in gone]
+
+    pairs, pairs_dropped = build_pairs(
+        outcomes, reasons, min_margin=cfg.preference_pairs.min_margin, order=teacher_order
+    )
+    if not cfg.preference_pairs.enabled:
+        pairs, pairs_dropped = [], Counter()
+
+    rows = [row for _, row in live]
+    shortfall: dict[str, int] = {}
+    for key, caps, reason in (
+        ("language", cfg.per_language, "quota_language"),
+        ("task", cfg.per_task, "quota_task"),
+    ):
+        keep: set[int] = set()
+        values = [row[key] for row in rows]
+        for value, group in _group(range(len(rows)), values.__getitem__).items():
+            cap = caps.get(value)
+            if cap is None:
+                keep.update(group)
+                continue
+            if len(group) < cap:
+                shortfall[f"{key}:{value}"] = cap - len(group)
+            keep.update(_balanced_pick(group, cap, rows))
+        rows = _apply(rows, keep, reason, dropped)
+    rows = _apply(
+        rows,
+        _teacher_share(rows, cfg.max_share_per_teacher, teacher_order),
+        "quota_teacher",
+        dropped,
+    )
+    if targets is not None:
+        rows = _apply(rows, _within_targets(rows, targets), "over_target", dropped)
+    return Mixture(
+        rows=rows,
+        pairs=pairs,
+        dropped=dropped,
+        pairs_dropped=pairs_dropped,
+        outcomes=len(finals),
+        config=cfg,
+        shortfall=shortfall,
+        eval_sets=eval_sets,
+    )
+
+
+def _side(messages: list[dict[str, str]], kind: str) -> str:
+    """What near-duplicate removal compares: every user message (a conversation is a
+    duplicate only if all its user turns are), or the last answer."""
+    if kind == "answer":
+        return messages[-1]["content"]
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def _within_targets(rows: Sequence[dict[str, Any]], targets: int | Mapping[str, int]) -> set[int]:
+    """The first rows (pool order) up to each target; rows of a cell without one stay."""
+    if isinstance(targets, int):
+        return set(range(min(targets, len(rows))))
+    seen: Counter[str] = Counter()
+    keep: set[int] = set()
+    for i, row in enumerate(rows):
+        cell = f"{row['language']}/{row['task']}"
+        seen[cell] += 1
+        if cell not in targets or seen[cell] <= targets[cell]:
+            keep.add(i)
+    return keep
+
+
+def _group(indices: Iterable[int], key: Callable[[int], Any]) -> dict[Any, list[int]]:
+    groups: defaultdict[Any, list[int]] = defaultdict(list)
+    for i in indices:
+        groups[key(i)].append(i)
+    return dict(groups)
+
+
+def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """``k`` of ``indices``: round-robin over language × task × teacher cells, best reward first,
+    so a cap thins every cell rather than emptying some."""
+    cells = _group(indices, lambda i: (rows[i]["language"], rows[i]["task"], rows[i]["teacher"]))
+    queues = [sorted(g, key=lambda i: (-rows[i]["reward"], i)) for _, g in sorted(cells.items())]
+    picked: set[int] = set()
+    depth = 0
+    while len(picked) < k and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(picked) < k:
+                picked.add(q[depth])
+        depth += 1
+    return picked
+
+
+def _teacher_share(rows: Sequence[dict[str, Any]], share: float, order: Sequence[str]) -> set[int]:
+    """The most rows such that no teacher holds more than ``share`` of them."""
+    by_teacher = _group(range(len(rows)), lambda i: rows[i]["teacher"])
+    if share >= 1.0 or not rows:
+        return set(range(len(rows)))
+    counts = {t: len(g) for t, g in by_teacher.items()}
+
+    def cap(n: int) -> int:
+        return math.floor(share * n + 1e-9)
+
+    total = next(
+        (n for n in range(len(rows), 0, -1) if sum(min(c, cap(n)) for c in counts.values()) >= n),
+        0,
+    )
+    quota = {t: min(c, cap(total)) for t, c in counts.items()}
+    rank = {t: i for i, t in enumerate(order)}
+    while sum(quota.values()) > total:  # trim the largest quota; later-listed teachers first
+        biggest = max(quota, key=lambda t: (quota[t], rank.get(t, len(rank))))
+        quota[biggest] -= 1
+    keep: set[int] = set()
+    for teacher, group in by_teacher.items():
+        keep.update(_balanced_pick(group, quota[teacher], rows))
+    return keep
+
+
+def _apply(
+    rows: list[dict[str, Any]], keep: set[int], reason: str, dropped: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    for i, row in enumerate(rows):
+        if i not in keep:
+            dropped.append({k: row[k] for k in ("prompt_id", "language", "task", "teacher")})
+            dropped[-1]["reason"] = reason
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
+def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
+    """SFT rows as an HF ``Dataset`` with a fixed schema (so an empty mixture still has columns)."""
+    from datasets import Dataset, Features, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    candidate = {
+        "teacher": Value("string"),
+        "reward": Value("float64"),
+        "status": Value("string"),
+        "sample": Value("int64"),
+    }
+    source = {"teacher": Value("string"), "sample": Value("int64"), "reward": Value("float64")}
+    features = Features(
+        {
+            "messages": List(message),
+            "prompt_id": Value("string"),
+            "persona": Value("string"),
+            "language": Value("string"),
+            "task": Value("string"),
+            "teacher": Value("string"),
+            "model": Value("string"),
+            "reward": Value("float64"),
+            "routed_by": Value("string"),
+            "basis": Value("string"),
+            "candidates": List(candidate),
+            "sample": Value("int64"),
+            "fused_from": List(source),
+        }
+    )
+    columns = {name: [r[name] for r in rows] for name in features}
+    return Dataset.from_dict(columns, features=features)
+
+
+def build_mixture(outcomes: Sequence[Outcome], config: MixtureConfig | None = None) -> Dataset:
+    """The SFT mixture as an HF ``Dataset`` with a ``messages`` column (default filters)."""
+    return make_mixture(outcomes, config).sft()
+
+
+def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path]:
+    """Write the mixture under ``out_dir``.
+
+    A ``Dataset`` gives ``dataset/`` (``save_to_disk``), ``mixture.jsonl`` and
+    ``mixture.parquet``; a ``Mixture`` adds ``preference/``, ``preference.jsonl``,
+    ``preference.parquet``, ``dropped.jsonl`` (every dropped row and its reason) and
+    ``mixture.json`` (the counts).
+    """
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = {"mixture": data.sft() if isinstance(data, Mixture) else data}
+    if isinstance(data, Mixture):
+        sets["preference"] = data.preference()
+    paths: dict[str, Path] = {}
+    for name, ds in sets.items():
+        folder = out / ("dataset" if name == "mixture" else name)
+        # An empty set still gets one (empty) shard, else load_from_disk cannot read it.
+        ds.save_to_disk(str(folder), num_shards=1 if len(ds) == 0 else None)
+        ds.to_json(str(out / f"{name}.jsonl"), lines=True, force_ascii=False)
+        ds.to_parquet(str(out / f"{name}.parquet"))
+        paths[name if name == "preference" else "dataset"] = folder
+        paths[f"{name}_jsonl"] = out / f"{name}.jsonl"
+        paths[f"{name}_parquet"] = out / f"{name}.parquet"
+    paths["jsonl"] = paths["mixture_jsonl"]
+    if isinstance(data, Mixture):
+        paths["dropped"] = out / "dropped.jsonl"
+        paths["dropped"].write_text(
+            "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in data.dropped),
+            encoding="utf-8",
+        )
+        paths["counts"] = out / "mixture.json"
+        paths["counts"].write_text(json.dumps(data.counts(), indent=2, ensure_ascii=False))
+    return paths
