@@ -22,6 +22,13 @@ OFFLINE_ENV = {
 # those read these variables once, when they are imported.
 os.environ.update(OFFLINE_ENV)
 
+# One torch thread per test process (and its child processes; torch reads this when it
+# is imported). Two OpenMP threads on 2 cores shared with another process (a second
+# xdist worker, another test run) meet at a barrier after every small matmul, and each
+# wait is a scheduler time slice: SmolLM2 then generated 128 tokens for 2 prompts in
+# 115-190 s against 9-10 s on one thread. A value already set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
