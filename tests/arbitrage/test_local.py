@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,10 +69,9 @@ def test_cache_is_reused(smol_cache: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def no_gguf(_spec: models.ModelSpec) -> Path:
         raise AssertionError("the GGUF file was read although the cache exists")
 
+    # Converting reads the GGUF file first (convert_apart checks its hash in this process).
     monkeypatch.setattr(backends, "gguf_path", no_gguf)
-    start = time.perf_counter()
     model = backends.TransformersModel.load(spec)
-    assert time.perf_counter() - start < 20  # converting takes ~25 s, a cached load ~3 s
     [result] = model.generate_batch(
         [[{"role": "user", "content": "What is the capital of France?"}]],
         max_tokens=16,
