@@ -58,6 +58,28 @@ def test_base_prompt_frame() -> None:
     assert backends._cut_at_stop(" 4 and more") == (" 4 and more", False)
 
 
+def test_a_gguf_file_is_parsed_once_while_converting(tmp_path: Path) -> None:
+    import gguf
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("answer", 42)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original = gguf.GGUFReader
+    with backends._one_gguf_parse():
+        # what transformers does for the config, the weights and the tokenizer
+        from gguf import GGUFReader
+
+        first = GGUFReader(path)
+        assert GGUFReader(str(path)) is first
+        assert first.fields["answer"].contents() == 42
+    assert gguf.GGUFReader is original
+    assert gguf.GGUFReader(path) is not first
+
+
 @pytest.mark.slow
 def test_cache_is_reused(smol_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARBITRAGE_CACHE_DIR", str(smol_cache))
