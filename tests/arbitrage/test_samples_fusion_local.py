@@ -20,7 +20,7 @@ def test_local_teachers_give_samples_and_fuse_on_the_default(tmp_path, smol_cach
     config["out"] = str(tmp_path / "run")
     # short-answer tasks and room to finish: a truncated answer is never scored or fused
     config["pool"].update(n_prompts=4, languages=["en"], tasks=["classification", "extraction"])
-    smol = {"model": "local/smollm2-135m-instruct", "max_tokens": 96, "temperature": 0.9}
+    smol = {"model": "local/smollm2-135m-instruct", "max_tokens": 48, "temperature": 0.9}
     config["teachers"] = [{**smol, "name": "smollm2", "samples": 2}]
     config["router"] = {"name": "reward"}
     config["fusion"] = {"model": "smollm2", "top_k": 2, "keep": "always"}

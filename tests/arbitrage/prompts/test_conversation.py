@@ -301,7 +301,7 @@ def test_two_turns_on_a_real_local_model(tmp_path, smol_cache, monkeypatch):
         "out": str(tmp_path / "run"),
         "batch_size": 2,
         "pool": {"n_prompts": 2, "languages": ["en"], "tasks": ["open_qa"]},
-        "teachers": [{"name": "smol", "model": smol, "temperature": 0.0, "max_tokens": 128}],
+        "teachers": [{"name": "smol", "model": smol, "temperature": 0.0, "max_tokens": 64}],
         "reward": {"kind": "local"},
         "router": {"name": "reward"},
         "conversation": {"turns": 2, "simulator": {"model": smol, "max_tokens": 48}},
