@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from arbitrage.engine.cache import CallCache
     from arbitrage.live import TeacherPanel
+    from arbitrage.records import Prompt
     from reward.base import RewardModel
 
 
@@ -110,12 +111,23 @@ async def _arun(
         del prompts
     else:
         origin = f"resumed from {run_dir.path / 'prompts.jsonl'}"
-    total = sum(1 for _ in run_dir.iter_prompts())
-    if on_pool is not None:
-        on_pool(pool_line(run_dir.iter_prompts(), origin))
-
     done = run_dir.load_outcomes()
     run_dir.mend_outcomes()  # the next window is appended after the last whole row
+    skip = frozenset(o.prompt.id for o in done)
+    # One read of the pool before the loop's own: its size, its line, what is done of it.
+    total = finished = 0
+
+    def scanned() -> Iterator[Prompt]:
+        nonlocal total, finished
+        for prompt in run_dir.iter_prompts():
+            total += 1
+            finished += prompt.id in skip
+            yield prompt
+
+    line = pool_line(scanned(), origin)
+    if on_pool is not None:
+        on_pool(line)
+    finished += sum(1 for p in run_dir.iter_turns() if p.id in skip)
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
         if panel is not None:  # the judges make calls like teachers and show with them
@@ -132,8 +144,6 @@ async def _arun(
             fusion=make_fuser(config, teachers),
         )
         engine.resume(done)
-        skip = frozenset(o.prompt.id for o in done)
-        finished = sum(1 for p in iter_run_prompts(run_dir) if p.id in skip)
         kept = sum(o.winner is not None for o in done)  # prompts with a winner, for the log
         del done  # a finished prompt costs nothing in memory from here on
         total *= turns_of(config)  # at most: a conversation may end early

@@ -115,6 +115,50 @@ def test_rerun_drops_a_last_line_torn_inside_a_cyrillic_character(tmp_path, teac
     assert (run / "outcomes.jsonl").read_bytes().startswith(b"\n".join(lines[:12]) + b"\n")
 
 
+def test_a_resumed_run_counts_what_is_done_and_reads_the_pool_once_before_its_loop(
+    tmp_path, teachers, monkeypatch
+):
+    from rich.progress import Progress
+
+    from arbitrage.config import load_config
+    from arbitrage.run import run_config
+    from arbitrage.rundir import RunDir
+
+    config = load_config(write_config(tmp_path, teachers.url))
+    run_config(config)
+    run = tmp_path / "run"
+    lines = (run / "outcomes.jsonl").read_text().splitlines()
+    (run / "outcomes.jsonl").write_text("\n".join(lines[:12]) + "\n")  # killed after 2 windows
+    kept = sum(json.loads(line)["winner"] is not None for line in lines[:12])
+    (run / "cache.sqlite").unlink()  # the 12 prompts left are asked again, not read back
+    reads = []
+    iter_prompts = RunDir.iter_prompts
+    monkeypatch.setattr(RunDir, "iter_prompts", lambda self: reads.append(1) or iter_prompts(self))
+    progress = Progress(disable=True)
+    at_first_call = []
+
+    def answer(name):
+        def reply(messages):
+            if not at_first_call:  # what the run had read and counted when it made its first call
+                task = progress.tasks[0]
+                at_first_call.append((len(reads), task.completed, task.total, task.fields["kept"]))
+            return f"{name.upper()} answers: " + messages[-1]["content"][:30]
+
+        return reply
+
+    for name in ("alpha", "beta"):
+        teachers.set_handler(name, answer(name))
+    pool = []
+    run_config(config, progress=progress, on_pool=pool.append)
+    # one read to count the pool, describe it and find what is done; one for the loop
+    assert at_first_call == [(2, 12, 24, kept)]
+    assert pool == [
+        "pool: 24 prompts × 2 languages (fr, en) × 2 tasks (math, open_qa), "
+        f"resumed from {run / 'prompts.jsonl'}"
+    ]
+    assert progress.tasks[0].completed == 24 and len(read_outcomes(run)) == 24
+
+
 @pytest.mark.parametrize("command", ["run", "report", "retry-failed"])
 def test_a_bad_line_before_the_last_is_one_error_naming_file_and_line(
     tmp_path, teachers, capsys, command
