@@ -12,9 +12,10 @@ committed, with the growth per finished prompt and the peak RSS once the outputs
 written at the end.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
-writes them) and 1,000 to go; the time from starting the process (imports included) and
-from calling ``run_config`` to the first request the server sees, and to the end of the
-run."""
+writes them) and 1,000 to go; the time to the first request the server sees from starting
+the process (imports included) and, in a second process, from calling ``run_config`` once
+a one-prompt run has loaded every module; the time to the end of the run and its peak
+RSS."""
 
 from __future__ import annotations
 
@@ -147,7 +148,9 @@ class _Resume:
     def __init__(self, url: str, pool: Path, out: Path, router: str, warm: Path | None) -> None:
         self.url, self.pool, self.out, self.router, self.warm = url, pool, out, router, warm
 
-    def __call__(self) -> tuple[float, float]:
+    def __call__(self) -> tuple[float, float, float]:
+        import resource
+
         from arbitrage.run import run_config
 
         if self.warm is not None:
@@ -157,7 +160,8 @@ class _Resume:
             server_stats(self.url, reset=True)
         start = time.monotonic()
         run_config(_config(self.out, self.pool, self.url, self.router), on_pool=lambda line: None)
-        return start, time.monotonic()
+        end = time.monotonic()
+        return start, end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
@@ -168,10 +172,10 @@ def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
     return result  # type: ignore[no-any-return]
 
 
-def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float, float]:
+def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float, float, float]:
     """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
     fresh process to the first new request (imports included), the same once every module
-    is loaded, and from starting the process to the end of the run."""
+    is loaded, from starting the process to the end of the run, and its peak RSS MB."""
     from arbitrage.records import Candidate, Generation, Outcome, dumps
     from arbitrage.rundir import RunDir
 
@@ -190,13 +194,13 @@ def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float, f
     copy = tmp / f"resume-{done}-warm"
     shutil.copytree(run_dir.path, copy)
     server_stats(url, reset=True)
-    spawned, (_, end) = _in_fresh_process(_Resume(url, pool, run_dir.path, router, None))
+    spawned, (_, end, peak) = _in_fresh_process(_Resume(url, pool, run_dir.path, router, None))
     cold = min(s["first"] for s in server_stats(url).values()) - spawned
-    _, (called, _) = _in_fresh_process(_Resume(url, pool, copy, router, tmp / "warm"))
+    _, (called, _, _) = _in_fresh_process(_Resume(url, pool, copy, router, tmp / "warm"))
     warm = min(s["first"] for s in server_stats(url).values()) - called
     for path in (run_dir.path, copy, tmp / "warm"):
         shutil.rmtree(path)
-    return cold, warm, end - spawned
+    return cold, warm, end - spawned, peak
 
 
 def main() -> None:
@@ -214,9 +218,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go;")
     print("seconds from starting the process (imports included) / with every module loaded")
-    print(f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}")
-    for n, first, after_imports, whole in resumed:
-        print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f}")
+    print(
+        f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
+        f" {'peak RSS MB':>12}"
+    )
+    for n, first, after_imports, whole, peak in resumed:
+        print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
     if ran is not None:
         samples, peak, loop_s, whole_s = ran
         base = samples[0][1]
