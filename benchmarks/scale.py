@@ -1,6 +1,7 @@
 """A run's memory and its resume time as the run grows.
 
-    python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--router reward]
+    python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--repeat 1]
+                               [--router reward]
 
 Every measurement runs in a fresh process (as a rerun of ``arbitrage run`` does), against
 a loopback server that answers at once, in its own process; the config is one teacher
@@ -14,8 +15,9 @@ written at the end.
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
 writes them) and 1,000 to go; the time to the first request the server sees from starting
 the process (imports included) and, in a second process, from calling ``run_config`` once
-a one-prompt run has loaded every module; the time to the end of the run and its peak
-RSS."""
+a one-prompt run has loaded every module (the fastest of ``--repeat`` runs: other
+processes on the machine only ever slow a run down); the time to the end of the run and
+its peak RSS."""
 
 from __future__ import annotations
 
@@ -141,27 +143,43 @@ class _Memory:
 
 class _Resume:
     """``arbitrage run`` on a prepared run directory, as a rerun does: (the monotonic clock
-    when ``run_config`` was called, when it returned). ``warm``: a run directory to run a
-    one-prompt run in first, so that every module the run loads is loaded before the
-    clock starts (the server's counts are reset after it)."""
+    when ``run_config`` was called, when it returned, the peak RSS MB)."""
 
-    def __init__(self, url: str, pool: Path, out: Path, router: str, warm: Path | None) -> None:
-        self.url, self.pool, self.out, self.router, self.warm = url, pool, out, router, warm
+    def __init__(self, url: str, pool: Path, out: Path, router: str) -> None:
+        self.url, self.pool, self.out, self.router = url, pool, out, router
 
     def __call__(self) -> tuple[float, float, float]:
         import resource
 
         from arbitrage.run import run_config
 
-        if self.warm is not None:
-            self.warm.mkdir()
-            _write_pool(self.warm / "pool.jsonl", 1)
-            run_config(_config(self.warm / "run", self.warm / "pool.jsonl", self.url, self.router))
-            server_stats(self.url, reset=True)
         start = time.monotonic()
         run_config(_config(self.out, self.pool, self.url, self.router), on_pool=lambda line: None)
         end = time.monotonic()
         return start, end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class _WarmResumes:
+    """A one-prompt run in ``warm`` (so that every module a run loads is loaded), then
+    ``arbitrage run`` on each of ``outs`` (copies of one prepared run directory): the
+    seconds from calling ``run_config`` to the first request the server sees, for each."""
+
+    def __init__(self, url: str, pool: Path, outs: list[Path], router: str, warm: Path) -> None:
+        self.url, self.pool, self.outs, self.router, self.warm = url, pool, outs, router, warm
+
+    def __call__(self) -> list[float]:
+        from arbitrage.run import run_config
+
+        self.warm.mkdir()
+        _write_pool(self.warm / "pool.jsonl", 1)
+        run_config(_config(self.warm / "run", self.warm / "pool.jsonl", self.url, self.router))
+        seconds = []
+        for out in self.outs:
+            server_stats(self.url, reset=True)
+            start = time.monotonic()
+            run_config(_config(out, self.pool, self.url, self.router), on_pool=lambda line: None)
+            seconds.append(min(s["first"] for s in server_stats(self.url).values()) - start)
+        return seconds
 
 
 def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
@@ -172,10 +190,13 @@ def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
     return result  # type: ignore[no-any-return]
 
 
-def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float, float, float]:
+def resume(
+    url: str, done: int, router: str, tmp: Path, repeat: int = 1
+) -> tuple[float, float, float, float]:
     """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
     fresh process to the first new request (imports included), the same once every module
-    is loaded, from starting the process to the end of the run, and its peak RSS MB."""
+    is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
+    the run, and its peak RSS MB."""
     from arbitrage.records import Candidate, Generation, Outcome, dumps
     from arbitrage.rundir import RunDir
 
@@ -191,14 +212,15 @@ def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float, f
             gen = Generation(p.id, "t1", "openai/t1", text="A short answer.", finish_reason="stop")
             fh.write(dumps(Outcome(p, (Candidate(gen, 5.0, {}),), "t1", "all")) + "\n")
     del prompts
-    copy = tmp / f"resume-{done}-warm"
-    shutil.copytree(run_dir.path, copy)
+    copies = [tmp / f"resume-{done}-warm-{i}" for i in range(repeat)]
+    for copy in copies:
+        shutil.copytree(run_dir.path, copy)
     server_stats(url, reset=True)
-    spawned, (_, end, peak) = _in_fresh_process(_Resume(url, pool, run_dir.path, router, None))
+    spawned, (_, end, peak) = _in_fresh_process(_Resume(url, pool, run_dir.path, router))
     cold = min(s["first"] for s in server_stats(url).values()) - spawned
-    _, (called, _, _) = _in_fresh_process(_Resume(url, pool, copy, router, tmp / "warm"))
-    warm = min(s["first"] for s in server_stats(url).values()) - called
-    for path in (run_dir.path, copy, tmp / "warm"):
+    _, seconds = _in_fresh_process(_WarmResumes(url, pool, copies, router, tmp / "warm"))
+    warm = min(seconds)  # the load of other processes only ever slows a run down
+    for path in (run_dir.path, *copies, tmp / "warm"):
         shutil.rmtree(path)
     return cold, warm, end - spawned, peak
 
@@ -208,16 +230,23 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--resume", type=int, nargs="*", default=[20_000, 80_000])
     parser.add_argument("--router", default="reward")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="resumes with every module loaded, per size: the fastest",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         with loopback_server(0) as url:
-            resumed = [(n, *resume(url, n, args.router, tmp)) for n in args.resume]
+            resumed = [(n, *resume(url, n, args.router, tmp, args.repeat)) for n in args.resume]
             ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go;")
     print("seconds from starting the process (imports included) / with every module loaded")
+    print(f"(the fastest of {args.repeat})")
     print(
         f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
         f" {'peak RSS MB':>12}"
