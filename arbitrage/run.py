@@ -114,19 +114,25 @@ async def _arun(
     done = run_dir.load_outcomes()
     run_dir.mend_outcomes()  # the next window is appended after the last whole row
     skip = frozenset(o.prompt.id for o in done)
-    # One read of the pool before the loop's own: its size, its line, what is done of it.
+    # One read of the pool before the loop's: its size, its line, what is done of it, and
+    # the prompts done before the first that is not, which the loop then skips unread.
     total = finished = 0
+    first_open: int | None = None
 
     def scanned() -> Iterator[Prompt]:
-        nonlocal total, finished
+        nonlocal total, finished, first_open
         for prompt in run_dir.iter_prompts():
+            if prompt.id in skip:
+                finished += 1
+            elif first_open is None:
+                first_open = total
             total += 1
-            finished += prompt.id in skip
             yield prompt
 
     line = pool_line(scanned(), origin)
     if on_pool is not None:
         on_pool(line)
+    done_before = total if first_open is None else first_open
     finished += sum(1 for p in run_dir.iter_turns() if p.id in skip)
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
@@ -156,7 +162,7 @@ async def _arun(
         rounds = Rounds(config, run_dir) if config.target_rows is not None else None
         while True:  # one pass, or with target_rows a round at a time (arbitrage.targets)
             windows = (
-                engine.astream(run_dir.iter_prompts(), skip=skip)
+                engine.astream(run_dir.iter_prompts(done_before), skip=skip)
                 if talks is None
                 else talks.astream(engine, skip=skip)
             )

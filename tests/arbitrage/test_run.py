@@ -115,7 +115,7 @@ def test_rerun_drops_a_last_line_torn_inside_a_cyrillic_character(tmp_path, teac
     assert (run / "outcomes.jsonl").read_bytes().startswith(b"\n".join(lines[:12]) + b"\n")
 
 
-def test_a_resumed_run_counts_what_is_done_and_reads_the_pool_once_before_its_loop(
+def test_a_resumed_run_counts_what_is_done_asks_the_rest_and_reads_the_pool_once(
     tmp_path, teachers, monkeypatch
 ):
     from rich.progress import Progress
@@ -128,12 +128,16 @@ def test_a_resumed_run_counts_what_is_done_and_reads_the_pool_once_before_its_lo
     run_config(config)
     run = tmp_path / "run"
     lines = (run / "outcomes.jsonl").read_text().splitlines()
-    (run / "outcomes.jsonl").write_text("\n".join(lines[:12]) + "\n")  # killed after 2 windows
-    kept = sum(json.loads(line)["winner"] is not None for line in lines[:12])
+    # killed after 2 windows, and a row of the first dropped (as retry-failed drops a failed one)
+    left = lines[:3] + lines[4:12]
+    (run / "outcomes.jsonl").write_text("\n".join(left) + "\n")
+    kept = sum(json.loads(line)["winner"] is not None for line in left)
     (run / "cache.sqlite").unlink()  # the 12 prompts left are asked again, not read back
     reads = []
     iter_prompts = RunDir.iter_prompts
-    monkeypatch.setattr(RunDir, "iter_prompts", lambda self: reads.append(1) or iter_prompts(self))
+    monkeypatch.setattr(
+        RunDir, "iter_prompts", lambda self, *a: reads.append(1) or iter_prompts(self, *a)
+    )
     progress = Progress(disable=True)
     at_first_call = []
 
@@ -151,12 +155,17 @@ def test_a_resumed_run_counts_what_is_done_and_reads_the_pool_once_before_its_lo
     pool = []
     run_config(config, progress=progress, on_pool=pool.append)
     # one read to count the pool, describe it and find what is done; one for the loop
-    assert at_first_call == [(2, 12, 24, kept)]
+    assert at_first_call == [(2, 11, 24, kept)]
     assert pool == [
         "pool: 24 prompts × 2 languages (fr, en) × 2 tasks (math, open_qa), "
         f"resumed from {run / 'prompts.jsonl'}"
     ]
-    assert progress.tasks[0].completed == 24 and len(read_outcomes(run)) == 24
+    assert progress.tasks[0].completed == 24
+    # every prompt not done is asked once, the dropped one among them; no done one again
+    pool_ids = [json.loads(line)["id"] for line in (run / "prompts.jsonl").read_text().splitlines()]
+    asked = [o["prompt"]["id"] for o in read_outcomes(run)[11:]]
+    assert sorted(asked) == sorted(set(pool_ids) - {json.loads(x)["prompt"]["id"] for x in left})
+    assert len(asked) == 13
 
 
 @pytest.mark.parametrize("command", ["run", "report", "retry-failed"])
