@@ -244,15 +244,16 @@ def main() -> None:
             ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go;")
-    print("seconds from starting the process (imports included) / with every module loaded")
-    print(f"(the fastest of {args.repeat})")
-    print(
-        f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
-        f" {'peak RSS MB':>12}"
-    )
-    for n, first, after_imports, whole, peak in resumed:
-        print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
+    if resumed:
+        print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go;")
+        print("seconds from starting the process (imports included) / with every module loaded")
+        print(f"(the fastest of {args.repeat})")
+        print(
+            f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
+            f" {'peak RSS MB':>12}"
+        )
+        for n, first, after_imports, whole, peak in resumed:
+            print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
     if ran is not None:
         samples, peak, loop_s, whole_s = ran
         base = samples[0][1]
