@@ -334,9 +334,12 @@ def dumps(record: _Record) -> str:
     return json.dumps(record.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
-def read_jsonl(path: str | Path, parse: Callable[[Any], R], what: str) -> Iterator[R]:
+def read_jsonl(
+    path: str | Path, parse: Callable[[Any], R], what: str, *, start: int = 0
+) -> Iterator[R]:
     """The rows of a JSONL file a run writes, each through ``parse``, a line at a time
-    (the file is never held in memory at once); blank lines are skipped.
+    (the file is never held in memory at once); blank lines are skipped, and so are the
+    first ``start`` rows, unread (neither decoded nor checked).
 
     Each line is read as bytes and decoded on its own, so one bad line is that line's
     problem, not the file's. A torn last line (no newline at its end, and not UTF-8 or
@@ -350,6 +353,9 @@ def read_jsonl(path: str | Path, parse: Callable[[Any], R], what: str) -> Iterat
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
+                continue
+            if start > 0:
+                start -= 1
                 continue
             try:
                 data = _decode(raw)

@@ -177,9 +177,10 @@ class RunDir:
             return None
         return list(self.iter_prompts())
 
-    def iter_prompts(self) -> Iterator[Prompt]:
-        """The saved pool, a line at a time (never held in memory at once)."""
-        return read_jsonl(self.path / "prompts.jsonl", Prompt.from_dict, "prompt")
+    def iter_prompts(self, start: int = 0) -> Iterator[Prompt]:
+        """The saved pool, a line at a time (never held in memory at once), from its
+        ``start``-th prompt on."""
+        return read_jsonl(self.path / "prompts.jsonl", Prompt.from_dict, "prompt", start=start)
 
     def save_prompts(self, prompts: Sequence[Prompt]) -> None:
         tmp = self.path / "prompts.jsonl.tmp"

@@ -1,16 +1,23 @@
 """A run's memory and its resume time as the run grows.
 
-    python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--router reward]
+    python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--repeat 1]
+                               [--router reward]
 
-Memory: one ``arbitrage run`` of ``--prompts`` prompts (one teacher and an LLM judge,
-``transport: direct``, on a loopback server that answers at once, in its own process);
-the run's RSS is sampled as windows are committed and printed at every tenth of the
-run, as growth over the RSS when the first window was committed.
+Every measurement runs in a fresh process (as a rerun of ``arbitrage run`` does), against
+a loopback server that answers at once, in its own process; the config is one teacher
+and an LLM judge, ``transport: direct``.
+
+Memory: one run of ``--prompts`` prompts; its RSS is sampled as windows are committed and
+printed at every quarter of the run, as growth over the RSS when the first window was
+committed, with the growth per finished prompt and the peak RSS once the outputs are
+written at the end.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
-writes them) and 1,000 to go; the time from starting ``arbitrage run`` on it to the first
-request the server sees, and to the end of the run.
-"""
+writes them) and 1,000 to go; the time to the first request the server sees from starting
+the process (imports included) and, in a second process, from calling ``run_config`` once
+a one-prompt run has loaded every module (the fastest of ``--repeat`` runs: other
+processes on the machine only ever slow a run down); the time to the end of the run and
+its peak RSS."""
 
 from __future__ import annotations
 
@@ -30,7 +37,8 @@ os.environ.setdefault("BENCH_KEY", "sk-bench")
 
 
 class _Meter:
-    """A stand-in for rich's Progress that samples RSS whenever a window is committed."""
+    """A stand-in for rich's Progress (the calls ``arun_config`` makes) that samples RSS
+    whenever a window is committed."""
 
     def __init__(self) -> None:
         import psutil
@@ -38,14 +46,20 @@ class _Meter:
         self._proc = psutil.Process()
         self.samples: list[tuple[int, float]] = []  # (prompts done, RSS MB)
         self._done = 0
+        self.last = 0.0  # the monotonic clock at the last commit
 
-    def add_task(self, what: str, total: int = 0, completed: int = 0) -> int:
+    def add_task(self, what: str, total: float = 0, completed: int = 0, **fields: Any) -> int:
         self._done = completed
         return 0
 
+    def update(self, task: int, *, advance: float = 0, **fields: Any) -> None:
+        if advance:
+            self._done += int(advance)
+            self.samples.append((self._done, self._proc.memory_info().rss / 1e6))
+            self.last = time.monotonic()
+
     def advance(self, task: int, n: float = 1) -> None:
-        self._done += int(n)
-        self.samples.append((self._done, self._proc.memory_info().rss / 1e6))
+        self.update(task, advance=n)
 
 
 def _config(out: Path, pool: Path, url: str, router: str) -> Any:
@@ -83,21 +97,106 @@ def _write_pool(path: Path, n: int) -> None:
             fh.write(dumps(p) + "\n")
 
 
-def memory(url: str, n: int, router: str, tmp: Path) -> list[tuple[int, float]]:
-    from arbitrage.commands.run import run_config
+def _child(job: Any, queue: Any) -> None:
+    """Run ``job`` in a fresh interpreter (spawned: imports counted, no heap left over from
+    an earlier measurement) and hand back what it returns."""
+    queue.put(job())
 
+
+def _in_fresh_process(job: Any) -> tuple[float, Any]:
+    """(the monotonic clock when the process was started, what ``job`` returned)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(job, queue))
+    start = time.monotonic()
+    process.start()
+    result = queue.get()
+    process.join()
+    return start, result
+
+
+#: RSS samples (prompts done, MB), peak RSS MB, seconds to the end of the loop, to the end
+Memory = tuple[list[tuple[int, float]], float, float, float]
+
+
+class _Memory:
+    """One run of ``n`` prompts, from a pool file: (RSS samples, peak RSS MB over the whole
+    run with its outputs, seconds to the end of the loop, seconds to the end)."""
+
+    def __init__(self, url: str, pool: Path, out: Path, router: str) -> None:
+        self.url, self.pool, self.out, self.router = url, pool, out, router
+
+    def __call__(self) -> Memory:
+        import resource
+
+        from arbitrage.commands.run import run_config
+
+        meter = _Meter()
+        start = time.monotonic()
+        run_config(_config(self.out, self.pool, self.url, self.router), progress=meter)  # type: ignore[arg-type]
+        end = time.monotonic()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
+        return meter.samples, peak, meter.last - start, end - start
+
+
+class _Resume:
+    """``arbitrage run`` on a prepared run directory, as a rerun does: (the monotonic clock
+    when ``run_config`` was called, when it returned, the peak RSS MB)."""
+
+    def __init__(self, url: str, pool: Path, out: Path, router: str) -> None:
+        self.url, self.pool, self.out, self.router = url, pool, out, router
+
+    def __call__(self) -> tuple[float, float, float]:
+        import resource
+
+        from arbitrage.commands.run import run_config
+
+        start = time.monotonic()
+        run_config(_config(self.out, self.pool, self.url, self.router), on_pool=lambda line: None)
+        end = time.monotonic()
+        return start, end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class _WarmResumes:
+    """A one-prompt run in ``warm`` (so that every module a run loads is loaded), then
+    ``arbitrage run`` on each of ``outs`` (copies of one prepared run directory): the
+    seconds from calling ``run_config`` to the first request the server sees, for each."""
+
+    def __init__(self, url: str, pool: Path, outs: list[Path], router: str, warm: Path) -> None:
+        self.url, self.pool, self.outs, self.router, self.warm = url, pool, outs, router, warm
+
+    def __call__(self) -> list[float]:
+        from arbitrage.commands.run import run_config
+
+        self.warm.mkdir()
+        _write_pool(self.warm / "pool.jsonl", 1)
+        run_config(_config(self.warm / "run", self.warm / "pool.jsonl", self.url, self.router))
+        seconds = []
+        for out in self.outs:
+            server_stats(self.url, reset=True)
+            start = time.monotonic()
+            run_config(_config(out, self.pool, self.url, self.router), on_pool=lambda line: None)
+            seconds.append(min(s["first"] for s in server_stats(self.url).values()) - start)
+        return seconds
+
+
+def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
     pool = tmp / "memory.jsonl"
     _write_pool(pool, n)
-    meter = _Meter()
-    run_config(_config(tmp / "memory", pool, url, router), progress=meter)  # type: ignore[arg-type]
+    _, result = _in_fresh_process(_Memory(url, pool, tmp / "memory", router))
     shutil.rmtree(tmp / "memory")
-    return meter.samples
+    return result  # type: ignore[no-any-return]
 
 
-def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float]:
-    """(seconds to the first new request, seconds to the end) on a run with ``done``
-    prompts finished."""
-    from arbitrage.commands.run import run_config
+def resume(
+    url: str, done: int, router: str, tmp: Path, repeat: int = 1
+) -> tuple[float, float, float, float]:
+    """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
+    fresh process to the first new request (imports included), the same once every module
+    is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
+    the run, and its peak RSS MB."""
     from arbitrage.records import Candidate, Generation, Outcome, dumps
     from arbitrage.rundir import RunDir
 
@@ -112,13 +211,18 @@ def resume(url: str, done: int, router: str, tmp: Path) -> tuple[float, float]:
         for p in prompts[:done]:
             gen = Generation(p.id, "t1", "openai/t1", text="A short answer.", finish_reason="stop")
             fh.write(dumps(Outcome(p, (Candidate(gen, 5.0, {}),), "t1", "all")) + "\n")
+    del prompts
+    copies = [tmp / f"resume-{done}-warm-{i}" for i in range(repeat)]
+    for copy in copies:
+        shutil.copytree(run_dir.path, copy)
     server_stats(url, reset=True)
-    start = time.monotonic()
-    run_config(config)
-    end = time.monotonic()
-    first = min(s["first"] for s in server_stats(url).values())
-    shutil.rmtree(run_dir.path)
-    return first - start, end - start
+    spawned, (_, end, peak) = _in_fresh_process(_Resume(url, pool, run_dir.path, router))
+    cold = min(s["first"] for s in server_stats(url).values()) - spawned
+    _, seconds = _in_fresh_process(_WarmResumes(url, pool, copies, router, tmp / "warm"))
+    warm = min(seconds)  # the load of other processes only ever slows a run down
+    for path in (run_dir.path, *copies, tmp / "warm"):
+        shutil.rmtree(path)
+    return cold, warm, end - spawned, peak
 
 
 def main() -> None:
@@ -126,30 +230,49 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--resume", type=int, nargs="*", default=[20_000, 80_000])
     parser.add_argument("--router", default="reward")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="resumes with every module loaded, per size: the fastest",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         with loopback_server(0) as url:
-            resumed = [(n, *resume(url, n, args.router, tmp)) for n in args.resume]
-            samples = memory(url, args.prompts, args.router, tmp) if args.prompts else []
+            resumed = [(n, *resume(url, n, args.router, tmp, args.repeat)) for n in args.resume]
+            ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go")
-    print(f"{'done':>8} {'to first new call s':>20} {'whole run s':>12}")
-    for n, first, whole in resumed:
-        print(f"{n:>8,} {first:>20.2f} {whole:>12.2f}")
-    if samples:
+    if resumed:
+        print(f"\nresume (router {args.router}): a run directory with N prompts done, 1,000 to go;")
+        print("seconds from starting the process (imports included) / with every module loaded")
+        print(f"(the fastest of {args.repeat})")
+        print(
+            f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
+            f" {'peak RSS MB':>12}"
+        )
+        for n, first, after_imports, whole, peak in resumed:
+            print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
+    if ran is not None:
+        samples, peak, loop_s, whole_s = ran
         base = samples[0][1]
         print(f"\nmemory over a {args.prompts:,}-prompt run (router {args.router}): RSS growth")
+        print(f"over the RSS when the first window was committed ({base:.0f} MB)")
         print(f"{'prompts done':>12} {'RSS MB':>8} {'growth MB':>10}")
-        step = max(1, args.prompts // 10)
+        step = max(1, args.prompts // 4)
         marks = {
             min(range(len(samples)), key=lambda i: abs(samples[i][0] - m))
-            for m in range(step, args.prompts + 1, step)
+            for m in range(0, args.prompts + 1, step)
         }
         for i in sorted(marks):
             done, rss = samples[i]
             print(f"{done:>12,} {rss:>8.0f} {rss - base:>10.0f}")
+        (first_done, _), (last_done, last_rss) = samples[0], samples[-1]
+        per = (last_rss - base) * 1e6 / max(1, last_done - first_done)
+        print(f"growth per finished prompt over the loop: {per:.0f} bytes")
+        print(f"peak RSS with the outputs written at the end: {peak:.0f} MB")
+        print(f"loop {loop_s:.0f} s, whole run {whole_s:.0f} s")
 
 
 if __name__ == "__main__":

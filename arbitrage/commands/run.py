@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from arbitrage.calls.cache import CallCache
     from arbitrage.commands.live import TeacherPanel
+    from arbitrage.records import Prompt
     from reward.base import RewardModel
 
 
@@ -110,12 +111,29 @@ async def _arun(
         del prompts
     else:
         origin = f"resumed from {run_dir.path / 'prompts.jsonl'}"
-    total = sum(1 for _ in run_dir.iter_prompts())
-    if on_pool is not None:
-        on_pool(pool_line(run_dir.iter_prompts(), origin))
-
     done = run_dir.load_outcomes()
     run_dir.mend_outcomes()  # the next window is appended after the last whole row
+    skip = frozenset(o.prompt.id for o in done)
+    # One read of the pool before the loop's: its size, its line, what is done of it, and
+    # the prompts done before the first that is not, which the loop then skips unread.
+    total = finished = 0
+    first_open: int | None = None
+
+    def scanned() -> Iterator[Prompt]:
+        nonlocal total, finished, first_open
+        for prompt in run_dir.iter_prompts():
+            if prompt.id in skip:
+                finished += 1
+            elif first_open is None:
+                first_open = total
+            total += 1
+            yield prompt
+
+    line = pool_line(scanned(), origin)
+    if on_pool is not None:
+        on_pool(line)
+    done_before = total if first_open is None else first_open
+    finished += sum(1 for p in run_dir.iter_turns() if p.id in skip)
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
         if panel is not None:  # the judges make calls like teachers and show with them
@@ -132,8 +150,6 @@ async def _arun(
             fusion=make_fuser(config, teachers),
         )
         engine.resume(done)
-        skip = frozenset(o.prompt.id for o in done)
-        finished = sum(1 for p in iter_run_prompts(run_dir) if p.id in skip)
         kept = sum(o.winner is not None for o in done)  # prompts with a winner, for the log
         del done  # a finished prompt costs nothing in memory from here on
         total *= turns_of(config)  # at most: a conversation may end early
@@ -146,7 +162,7 @@ async def _arun(
         rounds = Rounds(config, run_dir) if config.target_rows is not None else None
         while True:  # one pass, or with target_rows a round at a time (arbitrage.prompts.targets)
             windows = (
-                engine.astream(run_dir.iter_prompts(), skip=skip)
+                engine.astream(run_dir.iter_prompts(done_before), skip=skip)
                 if talks is None
                 else talks.astream(engine, skip=skip)
             )

@@ -63,6 +63,20 @@ def test_iter_outcomes_streams_and_drops_only_a_torn_last_line(run_dir: RunDir) 
     assert list(rows) == outcomes(3)[1:]
 
 
+def test_iter_prompts_from_a_start_skips_rows_unread_and_counts_lines_on(run_dir: RunDir) -> None:
+    prompts = [o.prompt for o in outcomes(5)]
+    run_dir.save_prompts(prompts)
+    lines = (run_dir.path / "prompts.jsonl").read_text().splitlines()
+    lines[0] = "not json"  # never decoded from start 2 on
+    lines.insert(2, "")  # a blank line is no row
+    lines[4] = "{"
+    (run_dir.path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    rows = run_dir.iter_prompts(2)
+    assert next(rows) == prompts[2]
+    with pytest.raises(DataError, match=r"prompts\.jsonl:5: corrupt prompt row"):
+        next(rows)  # the line numbers count every line, the skipped ones too
+
+
 def test_mend_cuts_a_torn_last_line_in_place(run_dir: RunDir) -> None:
     run_dir.append_outcomes(outcomes(3))
     whole = run_dir.outcomes_path.read_bytes()

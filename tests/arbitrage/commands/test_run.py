@@ -115,6 +115,59 @@ def test_rerun_drops_a_last_line_torn_inside_a_cyrillic_character(tmp_path, teac
     assert (run / "outcomes.jsonl").read_bytes().startswith(b"\n".join(lines[:12]) + b"\n")
 
 
+def test_a_resumed_run_counts_what_is_done_asks_the_rest_and_reads_the_pool_once(
+    tmp_path, teachers, monkeypatch
+):
+    from rich.progress import Progress
+
+    from arbitrage.commands.run import run_config
+    from arbitrage.config import load_config
+    from arbitrage.rundir import RunDir
+
+    config = load_config(write_config(tmp_path, teachers.url))
+    run_config(config)
+    run = tmp_path / "run"
+    lines = (run / "outcomes.jsonl").read_text().splitlines()
+    # killed after 2 windows, and a row of the first dropped (as retry-failed drops a failed one)
+    left = lines[:3] + lines[4:12]
+    (run / "outcomes.jsonl").write_text("\n".join(left) + "\n")
+    kept = sum(json.loads(line)["winner"] is not None for line in left)
+    (run / "cache.sqlite").unlink()  # the 12 prompts left are asked again, not read back
+    reads = []
+    iter_prompts = RunDir.iter_prompts
+    monkeypatch.setattr(
+        RunDir, "iter_prompts", lambda self, *a: reads.append(1) or iter_prompts(self, *a)
+    )
+    progress = Progress(disable=True)
+    at_first_call = []
+
+    def answer(name):
+        def reply(messages):
+            if not at_first_call:  # what the run had read and counted when it made its first call
+                task = progress.tasks[0]
+                at_first_call.append((len(reads), task.completed, task.total, task.fields["kept"]))
+            return f"{name.upper()} answers: " + messages[-1]["content"][:30]
+
+        return reply
+
+    for name in ("alpha", "beta"):
+        teachers.set_handler(name, answer(name))
+    pool = []
+    run_config(config, progress=progress, on_pool=pool.append)
+    # one read to count the pool, describe it and find what is done; one for the loop
+    assert at_first_call == [(2, 11, 24, kept)]
+    assert pool == [
+        "pool: 24 prompts × 2 languages (fr, en) × 2 tasks (math, open_qa), "
+        f"resumed from {run / 'prompts.jsonl'}"
+    ]
+    assert progress.tasks[0].completed == 24
+    # every prompt not done is asked once, the dropped one among them; no done one again
+    pool_ids = [json.loads(line)["id"] for line in (run / "prompts.jsonl").read_text().splitlines()]
+    asked = [o["prompt"]["id"] for o in read_outcomes(run)[11:]]
+    assert sorted(asked) == sorted(set(pool_ids) - {json.loads(x)["prompt"]["id"] for x in left})
+    assert len(asked) == 13
+
+
 @pytest.mark.parametrize("command", ["run", "report", "retry-failed"])
 def test_a_bad_line_before_the_last_is_one_error_naming_file_and_line(
     tmp_path, teachers, capsys, command
