@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
 import threading
 import time
@@ -331,3 +332,16 @@ def write_stub_run(tmp_path: Path, url: str, name: str = "run", **overrides: Any
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def copy_run(config: Path, tmp_path: Path) -> Path:
+    """A copy of the run directory ``config`` made, as ``tmp_path/run`` (a run directory
+    is read as where it is now), and the config pointed at it as ``tmp_path/config.yaml``
+    (``out`` is not part of a run's hash): one run that each of a module's tests may
+    change as it likes. The copy's path."""
+    data = yaml.safe_load(config.read_text())
+    run = tmp_path / "run"
+    shutil.copytree(data["out"], run)
+    data["out"] = str(run)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    return run
