@@ -26,7 +26,7 @@ os.environ.update(OFFLINE_ENV)
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """No backoff between attempts (``Retry-After`` is still honoured): retried calls
-    take no random seconds. Ray workers, in other processes, keep the real one."""
+    take no random seconds. (Ray workers: ``ray_instance`` in test_ray_engine.py.)"""
     import tenacity
 
     from arbitrage.engine import client

@@ -29,13 +29,30 @@ from arbitrage.errors import ConfigError
 
 SECRET = "sk-ray-secret-0123456789"
 
+# One Ray instance (the module's), on one worker under pytest-xdist's --dist loadgroup.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="arb-ray-test-")
-    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, configure_logging=False)
+
+    def no_backoff():  # conftest's _no_backoff, in each worker process
+        import tenacity
+
+        from arbitrage.engine import client
+
+        client.BACKOFF = tenacity.wait_none()
+
+    ray.init(
+        num_cpus=2,
+        _temp_dir=temp,
+        include_dashboard=False,
+        configure_logging=False,
+        runtime_env={"worker_process_setup_hook": no_backoff},
+    )
     yield ray
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
@@ -190,6 +207,8 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_paid_call(tmp_path, stub, 
     assert all(c["generation"]["text"] for o in outcomes for c in o["candidates"])
     assert json.loads((run / "report.json").read_text())["engine"]["ray"]["restarts"] == 1
 
+    for name in ("alpha", "beta"):  # the same answers, at once: nothing is killed now
+        stub.set_handler(name, lambda m, n=name: f"{n.upper()} answers: " + m[-1]["content"][:30])
     local = write(tmp_path, "local", stub.url, batch_size=8)
     assert main(["run", str(local)]) == 0
     assert lines(run, "mixture.jsonl") == lines(tmp_path / "local", "mixture.jsonl")
