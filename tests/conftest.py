@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """No backoff between attempts (``Retry-After`` is still honoured): retried calls
-    take no random seconds. Ray workers, in other processes, keep the real one."""
+    take no random seconds. (Ray workers: ``ray_instance`` in test_ray_engine.py.)"""
     import tenacity
 
     from arbitrage.calls import client

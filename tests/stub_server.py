@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -226,6 +228,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # many concurrent connects must not be refused
     stub: StubServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client the test killed (or timed out) hung up: not the stub's fault
+        super().handle_error(request, client_address)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the OpenAI client expects
@@ -331,3 +338,16 @@ def write_stub_run(tmp_path: Path, url: str, name: str = "run", **overrides: Any
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def copy_run(config: Path, tmp_path: Path) -> Path:
+    """A copy of the run directory ``config`` made, as ``tmp_path/run`` (a run directory
+    is read as where it is now), and the config pointed at it as ``tmp_path/config.yaml``
+    (``out`` is not part of a run's hash): one run that each of a module's tests may
+    change as it likes. The copy's path."""
+    data = yaml.safe_load(config.read_text())
+    run = tmp_path / "run"
+    shutil.copytree(data["out"], run)
+    data["out"] = str(run)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    return run

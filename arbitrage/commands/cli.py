@@ -250,7 +250,9 @@ def _finish(config: RunConfig, result: RunResult) -> int:
     out.print(
         f"dataset: {config.out}/dataset (datasets.load_from_disk), "
         f"pairs: {config.out}/preference, card: {config.out}/README.md, "
-        f"report: {config.out}/report.html"
+        f"report: {config.out}/report.html",
+        markup=False,
+        soft_wrap=True,  # a path cut at the console's width is no path to copy
     )
     if not mixture["rows"]:
         raise DataError(_no_rows(config.out, summary, mixture))

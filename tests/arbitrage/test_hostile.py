@@ -167,14 +167,39 @@ needs_mounts = pytest.mark.skipif(
 )
 
 
-def in_namespace(script: str, tmp_path: Path) -> None:
-    """Run ``script`` (sh) in a mount namespace of its own: it mounts small tmpfs that
-    fill up for real, and nothing outside it sees them. ``$ARB`` runs the CLI."""
-    env = {**os.environ, "ARB": f"{sys.executable} -m arbitrage"}
+# Runs in the namespace: shell steps (mounts, copies) and ``arbitrage`` commands, the
+# commands in this one process, so their imports (litellm's take seconds) are paid once.
+_IN_NAMESPACE = """
+import json, os, subprocess, sys
+from arbitrage.cli import main
+
+for step in json.loads(sys.argv[1]):
+    if isinstance(step, str):
+        subprocess.run(step, shell=True, check=True)
+        continue
+    name, argv = step
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(os.devnull, "w") as out, open(name + ".err", "w") as err:
+        os.dup2(out.fileno(), 1), os.dup2(err.fileno(), 2)
+        try:
+            code = main(argv)
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+    with open(name + ".rc", "w") as rc:
+        rc.write(str(code))
+"""
+
+
+def in_namespace(steps: list[str | tuple[str, list[str]]], tmp_path: Path) -> None:
+    """Run ``steps`` in a mount namespace of their own: a string is a shell command (it
+    mounts small tmpfs that fill up for real, and nothing outside sees them; it must
+    succeed), ``(name, argv)`` runs ``arbitrage argv``, its stderr to ``name.err`` and
+    its exit status to ``name.rc``."""
     done = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", script],
+        ["unshare", "-rm", sys.executable, "-c", _IN_NAMESPACE, json.dumps(steps)],
         cwd=tmp_path,
-        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -201,22 +226,52 @@ DISK_FULL = (
 )
 
 
-@needs_mounts
-def test_outcomes_on_a_full_disk_stop_in_one_line_and_a_rerun_resumes(tmp_path, stub):
+@pytest.fixture(scope="module")
+def full_disks(_stub_server_session, tmp_path_factory):
+    """Both full-disk runs below in one namespace (so one process's imports): in
+    ``outcomes/`` the run directory is on a 48k tmpfs, in ``cache/`` only its cache, on
+    a 96k one. Each runs, and runs again once its disk has grown to 64m."""
+    stub = _stub_server_session
+    stub.reset()
+    stub.set_handler("judge", lambda m: "Fine.\nScore: 7")
     long_answers(stub)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    config = stub_config(str(disk / "run"), stub.url, batch_size=2, cache={"enabled": False})
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    in_namespace(
-        f"mount -t tmpfs -o size=48k tmpfs {disk} && "
-        "$ARB run c.yaml >/dev/null 2>first.err; echo $? >first.rc; "
-        f"cp -a {disk}/run first && mount -o remount,size=64m {disk} && "
-        "$ARB run c.yaml >/dev/null 2>second.err; echo $? >second.rc; "
-        f"cp -a {disk}/run second",
-        tmp_path,
+    root = tmp_path_factory.mktemp("full-disks")
+    outcomes, cache = root / "outcomes", root / "cache"
+    for where in (outcomes, cache):
+        (where / "disk").mkdir(parents=True)
+    config = stub_config(
+        str(outcomes / "disk" / "run"), stub.url, batch_size=2, cache={"enabled": False}
     )
+    (outcomes / "c.yaml").write_text(yaml.safe_dump(config))
+    config = stub_config(
+        str(cache / "run"), stub.url, batch_size=2, cache={"path": str(cache / "disk/cache.sqlite")}
+    )
+    (cache / "c.yaml").write_text(yaml.safe_dump(config))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUB_KEY", SECRET)
+        in_namespace(
+            [
+                "mount -t tmpfs -o size=48k tmpfs outcomes/disk",
+                ("outcomes/first", ["run", "outcomes/c.yaml"]),
+                "cp -a outcomes/disk/run outcomes/first",
+                "mount -o remount,size=64m outcomes/disk",
+                ("outcomes/second", ["run", "outcomes/c.yaml"]),
+                "cp -a outcomes/disk/run outcomes/second",
+                "mount -t tmpfs -o size=96k tmpfs cache/disk",
+                ("cache/first", ["run", "cache/c.yaml"]),
+                "cp -a cache/run cache/first && mount -o remount,size=64m cache/disk",
+                ("cache/second", ["run", "cache/c.yaml"]),
+            ],
+            root,
+        )
+    return root
+
+
+@needs_mounts
+def test_outcomes_on_a_full_disk_stop_in_one_line_and_a_rerun_resumes(full_disks):
+    tmp_path = full_disks / "outcomes"
     code, line = cli_result(tmp_path, "first")
+    disk = tmp_path / "disk"
     assert code == 2 and line == f"arbitrage: error: {disk / 'run' / 'outcomes.jsonl'}: {DISK_FULL}"
     kept = RunDir(tmp_path / "first").load_outcomes()
     assert 0 < len(kept) < 24
@@ -226,23 +281,10 @@ def test_outcomes_on_a_full_disk_stop_in_one_line_and_a_rerun_resumes(tmp_path, 
 
 
 @needs_mounts
-def test_a_cache_on_a_full_disk_stops_in_one_line_and_a_rerun_resumes(tmp_path, stub):
-    long_answers(stub)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    config = stub_config(
-        str(tmp_path / "run"), stub.url, batch_size=2, cache={"path": str(disk / "cache.sqlite")}
-    )
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    in_namespace(
-        f"mount -t tmpfs -o size=96k tmpfs {disk} && "
-        "$ARB run c.yaml >/dev/null 2>first.err; echo $? >first.rc; "
-        "cp -a run first; "
-        f"mount -o remount,size=64m {disk} && "
-        "$ARB run c.yaml >/dev/null 2>second.err; echo $? >second.rc",
-        tmp_path,
-    )
+def test_a_cache_on_a_full_disk_stops_in_one_line_and_a_rerun_resumes(full_disks):
+    tmp_path = full_disks / "cache"
     code, line = cli_result(tmp_path, "first")
+    disk = tmp_path / "disk"
     assert code == 2 and line == f"arbitrage: error: {disk / 'cache.sqlite'}: {DISK_FULL}"
     kept = RunDir(tmp_path / "first").load_outcomes()
     assert cli_result(tmp_path, "second") == (0, "")
@@ -259,9 +301,7 @@ def test_out_in_a_read_only_directory_is_one_line(tmp_path, stub):
     config = stub_config(str(disk / "run"), stub.url)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     in_namespace(
-        f"mount -t tmpfs -o ro,size=64k tmpfs {disk} && "
-        "$ARB run c.yaml >/dev/null 2>first.err; echo $? >first.rc",
-        tmp_path,
+        [f"mount -t tmpfs -o ro,size=64k tmpfs {disk}", ("first", ["run", "c.yaml"])], tmp_path
     )
     assert cli_result(tmp_path, "first") == (
         2,

@@ -186,7 +186,9 @@ def test_sigkill_with_batches_in_flight_resubmits_none(tmp_path, server, monkeyp
 
     monkeypatch.setenv("STUB_KEY", KEY)
     server.hold.set()  # the first round's batches stay in progress
-    config = batch_config(tmp_path / "run", server.url)
+    server.set_handler("judge", lambda m: "Score: 7")
+    # the stub's judge, in batches too (not the bundled local judge, ~60 s on 2 cores)
+    config = batch_config(tmp_path / "run", server.url, judge=True)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "arbitrage", "run", str(tmp_path / "c.yaml")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -207,8 +209,8 @@ def test_sigkill_with_batches_in_flight_resubmits_none(tmp_path, server, monkeyp
     assert main(["run", str(tmp_path / "c.yaml")]) == 0
     assert server.made[:2] == before  # re-attached to both, submitted neither again
     ids = [rid for _, ids in server.made for rid in ids]
-    assert len(ids) == len(set(ids)) == 24  # no request in two batches
-    assert len(server.paid) == 24 and set(server.paid.values()) == {1}  # none paid twice
+    assert len(ids) == len(set(ids)) == 48  # 24 answers, 24 judgements: none in two batches
+    assert len(server.paid) == 48 and set(server.paid.values()) == {1}  # none paid twice
     assert len(mixture(tmp_path / "run")) == 12
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["batch"]["resubmitted"] == 0

@@ -29,13 +29,30 @@ from arbitrage.errors import ConfigError
 
 SECRET = "sk-ray-secret-0123456789"
 
+# One Ray instance (the module's), on one worker under pytest-xdist's --dist loadgroup.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="arb-ray-test-")
-    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, configure_logging=False)
+
+    def no_backoff():  # conftest's _no_backoff, in each worker process
+        import tenacity
+
+        from arbitrage.engine import client
+
+        client.BACKOFF = tenacity.wait_none()
+
+    ray.init(
+        num_cpus=2,
+        _temp_dir=temp,
+        include_dashboard=False,
+        configure_logging=False,
+        runtime_env={"worker_process_setup_hook": no_backoff},
+    )
     yield ray
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)
@@ -190,12 +207,17 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_paid_call(tmp_path, stub, 
     assert all(c["generation"]["text"] for o in outcomes for c in o["candidates"])
     assert json.loads((run / "report.json").read_text())["engine"]["ray"]["restarts"] == 1
 
+    for name in ("alpha", "beta"):  # the same answers, at once: nothing is killed now
+        stub.set_handler(name, lambda m, n=name: f"{n.upper()} answers: " + m[-1]["content"][:30])
     local = write(tmp_path, "local", stub.url, batch_size=8)
     assert main(["run", str(local)]) == 0
     assert lines(run, "mixture.jsonl") == lines(tmp_path / "local", "mixture.jsonl")
 
 
-def test_rate_limits_and_concurrency_hold_across_workers(tmp_path, stub, ray_instance):
+def test_limits_and_retry_after_hold_across_workers(tmp_path, stub, ray_instance):
+    """One run, a limit per teacher: alpha's concurrency, beta's rate, gamma's pause."""
+    from stub_server import Reply, Scripted
+
     lock = threading.Lock()
     state = {"now": 0, "peak": 0}
     beta_times: list[float] = []
@@ -214,15 +236,23 @@ def test_rate_limits_and_concurrency_hold_across_workers(tmp_path, stub, ray_ins
             beta_times.append(time.monotonic())
         return "BETA answers"
 
+    # gamma's third request: slow down, for 2 s
+    gamma = Scripted(
+        {3: Reply("slow down", status=429, headers={"Retry-After": "2"})},
+        lambda m: "GAMMA answers: " + m[-1]["content"],
+    )
     stub.set_handler("alpha", alpha)
     stub.set_handler("beta", beta)
+    stub.set_handler("gamma", gamma)
     stub.set_handler("judge", judge)
-    data = stub_config(str(tmp_path / "run"), stub.url, batch_size=24)
+    data = stub_config(str(tmp_path / "run"), stub.url, ("alpha", "beta", "gamma"), batch_size=24)
     data["teachers"][0]["max_concurrency"] = 2
     data["teachers"][1].update(max_concurrency=16, requests_per_minute=300)  # 5 a second
+    data["teachers"][2]["max_concurrency"] = 1  # one gamma call at a time across both workers
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     assert main(["run", str(tmp_path / "c.yaml"), "--engine", "ray"]) == 0
 
+    assert len(lines(tmp_path / "run", "mixture.jsonl")) == 24
     engine = json.loads((tmp_path / "run" / "report.json").read_text())["engine"]
     per_worker = engine["ray"]["requests_per_worker"]
     assert len(per_worker["alpha"]) == 2 and min(per_worker["alpha"] + per_worker["beta"]) > 0
@@ -232,6 +262,9 @@ def test_rate_limits_and_concurrency_hold_across_workers(tmp_path, stub, ray_ins
     # A limiter per worker would let both buckets and rates through: (24 - 10) / 10 = 1.4 s.
     # (A lower bound: a slow machine only stretches it; the slack is a first call's warm-up.)
     assert max(beta_times) - min(beta_times) >= 2.5
+    throttled = gamma.times[2]
+    after = [t - throttled for t in gamma.times[3:]]
+    assert after and min(after) >= 1.9  # no worker sent gamma anything during the pause
 
 
 def test_the_budget_holds_across_workers(tmp_path, stub, ray_instance, capsys):
@@ -273,31 +306,6 @@ def test_a_dead_teacher_is_circuit_broken_across_workers(tmp_path, stub, ray_ins
     assert later and all(teachers == ["alpha"] for _, _, teachers in later)
     beta_calls = [k for k in teacher_keys(stub) if k[0] == "beta"]
     assert len(beta_calls) <= 6 * 3  # the first batch, with its retries
-
-
-def test_retry_after_pauses_the_teacher_on_every_worker(tmp_path, stub, ray_instance):
-    from stub_server import Reply, Scripted
-
-    # the third request: slow down, for 2 s
-    alpha = Scripted(
-        {3: Reply("slow down", status=429, headers={"Retry-After": "2"})},
-        lambda m: "ALPHA answers: " + m[-1]["content"],
-    )
-    seen = alpha.times
-    stub.set_handler("alpha", alpha)
-    stub.set_handler("beta", lambda m: "BETA answers: " + m[-1]["content"])
-    stub.set_handler("judge", judge)
-    data = stub_config(str(tmp_path / "run"), stub.url, batch_size=6)
-    data["pool"]["n_prompts"] = 12
-    for t in data["teachers"]:
-        t["max_concurrency"] = 1  # one alpha call at a time across both workers
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
-    assert main(["run", str(tmp_path / "c.yaml"), "--engine", "ray"]) == 0
-
-    assert len(lines(tmp_path / "run", "mixture.jsonl")) == 12
-    throttled = seen[2]
-    after = [t - throttled for t in seen[3:]]
-    assert after and min(after) >= 1.9  # no worker sent alpha anything during the pause
 
 
 def test_engine_ray_without_ray_installed_is_one_clear_line(tmp_path, stub, monkeypatch, capsys):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from stub_server import stub_config
+from stub_server import copy_run, stub_config
 
 from arbitrage.commands.cli import main
 
@@ -36,17 +36,28 @@ def teacher(name):
     return answer
 
 
-@pytest.fixture
-def run_dir(tmp_path, stub_server, monkeypatch):
-    monkeypatch.setenv("STUB_KEY", "sk-test")
+@pytest.fixture(scope="module")
+def made_run(_stub_server_session, tmp_path_factory):
+    """The module's one stub-server run (its config's path); each test has a copy."""
+    stub = _stub_server_session
+    stub.reset()
     for name in QUALITY:
-        stub_server.set_handler(name, teacher(name))
-    stub_server.set_handler("judge", judge)
-    config = stub_config(str(tmp_path / "run"), stub_server.url, teachers=tuple(QUALITY))
-    path = tmp_path / "config.yaml"
+        stub.set_handler(name, teacher(name))
+    stub.set_handler("judge", judge)
+    base = tmp_path_factory.mktemp("browser-run")
+    config = stub_config(str(base / "run"), stub.url, teachers=tuple(QUALITY))
+    path = base / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path)]) == 0
-    return tmp_path / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUB_KEY", "sk-test")
+        assert main(["run", str(path)]) == 0
+    return path
+
+
+@pytest.fixture
+def run_dir(made_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUB_KEY", "sk-test")
+    return copy_run(made_run, tmp_path)
 
 
 @pytest.fixture
