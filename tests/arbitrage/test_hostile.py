@@ -171,7 +171,7 @@ needs_mounts = pytest.mark.skipif(
 # commands in this one process, so their imports (litellm's take seconds) are paid once.
 _IN_NAMESPACE = """
 import json, os, subprocess, sys
-from arbitrage.cli import main
+from arbitrage.commands.cli import main
 
 for step in json.loads(sys.argv[1]):
     if isinstance(step, str):

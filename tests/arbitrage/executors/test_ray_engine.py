@@ -42,7 +42,7 @@ def ray_instance():
     def no_backoff():  # conftest's _no_backoff, in each worker process
         import tenacity
 
-        from arbitrage.engine import client
+        from arbitrage.calls import client
 
         client.BACKOFF = tenacity.wait_none()
 
