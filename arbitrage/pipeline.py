@@ -22,6 +22,7 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
+    Coroutine,
     Iterable,
     Sequence,
 )
@@ -438,15 +439,21 @@ class Arbitrage:
         got = await _gather(self._track(self._generate(slot, t)) for t in teachers)
         return [g for samples in got if samples is not None for g in samples]
 
-    async def _track(self, coro: Any) -> Any:
-        """Await ``coro`` as a call the run waits for when it stops (it may be paid for)."""
+    def _track(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """``coro`` as a task the run waits for when it stops (it may be paid for).
+
+        Scheduled here, not when the caller first awaits: a caller cancelled before
+        its first step (a stopping run cancels its rounds) would otherwise leave
+        ``coro`` never started, and never closed."""
         if self._stopping:
             coro.close()
-            raise _Stopped
+            stopped: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            stopped.set_exception(_Stopped())
+            return stopped
         task = asyncio.ensure_future(coro)
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
-        return await task
+        return task
 
     async def _adjust(
         self,

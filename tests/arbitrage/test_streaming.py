@@ -126,3 +126,33 @@ def test_the_offline_replay_follows_the_schedule_of_a_run(windows: int) -> None:
     best = [max(c.reward for c in o.candidates if c.reward is not None) for o in run]
     assert offline.mean_reward == pytest.approx(sum(best) / len(run))
     assert asked > len(run)  # it escalated: the schedule of decisions was exercised
+
+
+def test_a_call_cancelled_before_it_starts_leaves_no_coroutine_unawaited() -> None:
+    # A stopping run cancels its rounds; a round cancelled at once (before its first
+    # step) must still leave every call it was handed started or closed, or Python
+    # warns "coroutine ... was never awaited" at garbage collection (issue 12 review).
+    import asyncio
+    import gc
+    import warnings
+
+    loop_under_test = engine("random", windows=2, seed=0)
+
+    async def call(k: int) -> int:
+        return k
+
+    async def main() -> None:
+        # what _gather does: the tracked calls as gather's children, then the round is
+        # cancelled before any child has had a step
+        round_ = asyncio.gather(*[loop_under_test._track(call(k)) for k in range(3)])
+        round_.cancel()
+        await asyncio.gather(round_, return_exceptions=True)
+        await asyncio.sleep(0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], [
+        str(w.message) for w in caught
+    ]
