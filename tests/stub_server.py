@@ -340,6 +340,28 @@ def write_stub_run(tmp_path: Path, url: str, name: str = "run", **overrides: Any
     return path
 
 
+def run_stub_once(
+    stub: StubServer, base: Path, handlers: dict[str, Callable[[list[dict[str, Any]]], Any]]
+) -> Path:
+    """``arbitrage run`` of ``stub_config`` into ``base/run``, teachers ``handlers``' names
+    but ``judge``, after ``stub`` is reset and given ``handlers``; the config's path
+    (``base/config.yaml``). A module runs it once and ``copy_run``s it per test."""
+    import pytest  # here: benchmarks/scoring.py imports this module without pytest
+
+    from arbitrage.commands.cli import main
+
+    stub.reset()
+    for name, handler in handlers.items():
+        stub.set_handler(name, handler)
+    teachers = tuple(name for name in handlers if name != "judge")
+    path = base / "config.yaml"
+    path.write_text(yaml.safe_dump(stub_config(str(base / "run"), stub.url, teachers=teachers)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUB_KEY", "sk-test")
+        assert main(["run", str(path)]) == 0
+    return path
+
+
 def copy_run(config: Path, tmp_path: Path) -> Path:
     """A copy of the run directory ``config`` made, as ``tmp_path/run`` (a run directory
     is read as where it is now), and the config pointed at it as ``tmp_path/config.yaml``

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from datasets import load_from_disk
 from figures import assert_real_png
-from stub_server import copy_run, stub_config
+from stub_server import copy_run, run_stub_once
 from trl.data_utils import is_conversational
 
 from arbitrage.commands.cli import main
@@ -42,19 +42,8 @@ def teacher(name):
 @pytest.fixture(scope="module")
 def made_run(_stub_server_session, tmp_path_factory):
     """The module's one stub-server run (its config's path); each test has a copy."""
-    stub = _stub_server_session
-    stub.reset()
-    for name in QUALITY:
-        stub.set_handler(name, teacher(name))
-    stub.set_handler("judge", judge)
-    base = tmp_path_factory.mktemp("report-run")
-    config = stub_config(str(base / "run"), stub.url, teachers=tuple(QUALITY))
-    path = base / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STUB_KEY", "sk-test")
-        assert main(["run", str(path)]) == 0
-    return path
+    handlers = {name: teacher(name) for name in QUALITY} | {"judge": judge}
+    return run_stub_once(_stub_server_session, tmp_path_factory.mktemp("report-run"), handlers)
 
 
 @pytest.fixture
