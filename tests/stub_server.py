@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -373,3 +376,30 @@ def copy_run(config: Path, tmp_path: Path) -> Path:
     data["out"] = str(run)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     return run
+
+
+@contextlib.contextmanager
+def arbitrage_run(config: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m arbitrage run CONFIG`` in a subprocess (stderr piped), SIGKILLed if it
+    is still running when the block ends, and reaped."""
+    cmd = [sys.executable, "-m", "arbitrage", "run", str(config)]
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def wait_while_running(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float
+) -> None:
+    """Until ``ready()`` holds or ``timeout_s`` have passed; the run must still be running
+    then (the assertion shows its stderr if not)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""

@@ -6,11 +6,7 @@ expected winner, score and generation count is known in advance.
 """
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -18,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stub_server import Reply, stub_config
+from stub_server import Reply, arbitrage_run, stub_config, wait_while_running
 
 from arbitrage.calls.teachers import Teacher
 from arbitrage.commands.cli import main
@@ -312,24 +308,12 @@ def test_a_killed_bandit_run_resumes_without_asking_again_and_within_budget(tmp_
     )
     path = write(tmp_path, config)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "arbitrage", "run", str(path)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = run / "outcomes.jsonl"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            out = run / "outcomes.jsonl"
-            if out.exists() and out.read_text().count("\n") >= 8:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        with arbitrage_run(path, tmp_path) as proc:  # SIGKILLed at the block's end
+            wait_while_running(proc, lambda: out.exists() and out.read_text().count("\n") >= 8, 60)
     finally:
         gate.release.set()
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
     first = read(run)
     assert len(first) == 8  # two batches finished; the third was in flight
     finished = {o["prompt"]["text"] for o in first}

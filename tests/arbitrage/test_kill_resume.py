@@ -5,15 +5,11 @@ reaches it through ``api_base``, so the kill is a real one.
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
 import yaml
-from stub_server import stub_config
+from stub_server import arbitrage_run, stub_config, wait_while_running
 
 from arbitrage.commands.cli import main
 
@@ -47,21 +43,9 @@ def test_sigkill_mid_run_loses_no_returned_call(tmp_path, stub_server, monkeypat
     config = stub_config(str(tmp_path / "run"), stub_server.url, batch_size=4)
     config["teachers"] = [dict(t, max_concurrency=2) for t in config["teachers"]]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "arbitrage", "run", str(tmp_path / "c.yaml")]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while len(sent) < 18 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        killed_at = time.monotonic()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
+    with arbitrage_run(tmp_path / "c.yaml", tmp_path) as proc:
+        wait_while_running(proc, lambda: len(sent) >= 18, 120)
+        killed_at = time.monotonic()  # the block's end SIGKILLs it
     time.sleep(DELAY_S * 2)  # let the stub finish answering the dead client
     with lock:
         first_sent = {key for t, key in sent if t < killed_at - 0.05}  # surely returned

@@ -7,9 +7,7 @@ The holder is a real ``arbitrage run`` in a subprocess, held mid-run by a stub s
 import fcntl
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from stub_server import stub_config
+from stub_server import arbitrage_run, stub_config, wait_while_running
 
 from arbitrage.commands.cli import main
 
@@ -50,21 +48,12 @@ def held_run(tmp_path, stub_server, monkeypatch) -> Iterator[tuple[subprocess.Po
         "judge", lambda m: "Score: 9" if "ALPHA" in m[-1]["content"] else "Score: 4"
     )
     config = _write_config(tmp_path, stub_server.url)
-    cmd = [sys.executable, "-m", "arbitrage", "run", str(config)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not stub_server.requests and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert stub_server.requests, "the first run never called a teacher"
-        yield proc, config
+        with arbitrage_run(config, tmp_path) as proc:
+            wait_while_running(proc, lambda: bool(stub_server.requests), 60)
+            assert stub_server.requests, "the first run never called a teacher"
+            yield proc, config
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        if proc.stderr:
-            proc.stderr.close()
         release.set()  # let the stub's threads answer the dead client and exit
         time.sleep(0.2)
 

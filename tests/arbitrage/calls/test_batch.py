@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 from batch_server import BatchServer
-from stub_server import stub_config
+from stub_server import arbitrage_run, stub_config, wait_while_running
 
 from arbitrage.commands.cli import main
 
@@ -177,12 +177,6 @@ def test_split_to_the_providers_limits(tmp_path, server, monkeypatch):
 
 
 def test_sigkill_with_batches_in_flight_resubmits_none(tmp_path, server, monkeypatch):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from batch_server import wait_for
 
     monkeypatch.setenv("STUB_KEY", KEY)
     server.hold.set()  # the first round's batches stay in progress
@@ -190,18 +184,13 @@ def test_sigkill_with_batches_in_flight_resubmits_none(tmp_path, server, monkeyp
     # the stub's judge, in batches too (not the bundled local judge, ~60 s on 2 cores)
     config = batch_config(tmp_path / "run", server.url, judge=True)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "arbitrage", "run", str(tmp_path / "c.yaml")]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert wait_for(lambda: len(server.made) == 2 and server.retrieves >= 4, 240)
-        assert proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
+
+    def in_progress() -> bool:
+        return len(server.made) == 2 and server.retrieves >= 4
+
+    with arbitrage_run(tmp_path / "c.yaml", tmp_path) as proc:  # SIGKILLed at the block's end
+        wait_while_running(proc, in_progress, 240)
+        assert in_progress()
     assert not server.paid and not (tmp_path / "run" / "mixture.jsonl").exists()
     before = list(server.made)
     server.hold.clear()
