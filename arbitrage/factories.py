@@ -7,7 +7,7 @@ router and the scorer once; the run uses what it built (``RunParts``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -277,10 +277,8 @@ async def abuild_pool(config: RunConfig, teachers: Sequence[Teacher]) -> tuple[l
     return prompts, origin
 
 
-def pool_line(prompts: Iterable[Prompt], origin: str) -> str:
-    """A run's start-up line for its pool: the languages and tasks it really holds, then
-    where they came from (``"pool: 805 prompts × 1 language (en) × 8 tasks, from
-    prompts.jsonl"``)."""
-    from arbitrage.prompts.pool import describe
-
-    return f"pool: {describe(prompts)}, {origin}"
+def pool_line(held: str, origin: str) -> str:
+    """A run's start-up line for its pool: the languages and tasks it really holds
+    (``arbitrage.prompts.pool.describe``), then where they came from (``"pool: 805
+    prompts × 1 language (en) × 8 tasks, from prompts.jsonl"``)."""
+    return f"pool: {held}, {origin}"

@@ -335,11 +335,12 @@ def dumps(record: _Record) -> str:
 
 
 def read_jsonl(
-    path: str | Path, parse: Callable[[Any], R], what: str, *, start: int = 0
+    path: str | Path, parse: Callable[[Any], R], what: str, *, start: int = 0, offset: int = 0
 ) -> Iterator[R]:
     """The rows of a JSONL file a run writes, each through ``parse``, a line at a time
     (the file is never held in memory at once); blank lines are skipped, and so are the
-    first ``start`` rows, unread (neither decoded nor checked).
+    first ``start`` rows, unread (neither decoded nor checked). ``offset``: the byte the
+    rows start at (a row's start: the end of a line); errors then count lines from there.
 
     Each line is read as bytes and decoded on its own, so one bad line is that line's
     problem, not the file's. A torn last line (no newline at its end, and not UTF-8 or
@@ -350,7 +351,9 @@ def read_jsonl(
         DataError: ``"<path>:<line>: corrupt <what> row (<reason>)"``.
     """
     path = Path(path)
+    where = f" (from byte {offset})" if offset else ""
     with path.open("rb") as fh:
+        fh.seek(offset)
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
@@ -362,11 +365,11 @@ def read_jsonl(
             except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
                 if not raw.endswith(b"\n"):  # only the last line can end without one
                     return
-                raise DataError(f"{path}:{n}: corrupt {what} row ({_reason(exc)})") from None
+                raise DataError(f"{path}:{n}{where}: corrupt {what} row ({_reason(exc)})") from None
             try:
                 yield parse(data)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise DataError(f"{path}:{n}: corrupt {what} row ({_reason(exc)})") from None
+                raise DataError(f"{path}:{n}{where}: corrupt {what} row ({_reason(exc)})") from None
 
 
 def end_whole_line(path: str | Path) -> None:

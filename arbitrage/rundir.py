@@ -7,6 +7,7 @@ Layout (``config.out``)::
     config.yaml      the resolved config (env var names, never keys)
     prompts.jsonl    the pool, written before any teacher is called
     outcomes.jsonl   every prompt's candidates, rewards and winner, appended per batch
+    checkpoint.pkl   what a rerun relearns from outcomes.jsonl, up to a byte offset (resume)
     turns.jsonl      multi-turn runs: each follow-up turn's prompt (arbitrage.prompts.conversation)
     cache.sqlite     every returned teacher call (``cache.path`` moves it)
     dataset/         the SFT mixture (datasets.load_from_disk); also mixture.jsonl, .parquet
@@ -200,12 +201,13 @@ class RunDir:
         """Outcomes written so far; a torn last line (killed mid-write) is dropped."""
         return list(self.iter_outcomes())
 
-    def iter_outcomes(self) -> Iterator[Outcome]:
-        """Outcomes written so far, a line at a time (never held in memory at once); a torn
-        last line is dropped, any other bad line is a ``DataError`` naming it."""
+    def iter_outcomes(self, offset: int = 0) -> Iterator[Outcome]:
+        """Outcomes written so far (from byte ``offset``: a row's start), a line at a time
+        (never held in memory at once); a torn last line is dropped, any other bad line is
+        a ``DataError`` naming it."""
         if not self.outcomes_path.exists():
             return iter(())
-        return read_jsonl(self.outcomes_path, Outcome.from_dict, "outcome")
+        return read_jsonl(self.outcomes_path, Outcome.from_dict, "outcome", offset=offset)
 
     def mend_outcomes(self) -> None:
         """Before a resumed run appends: cut a torn last line off ``outcomes.jsonl`` in place
@@ -245,7 +247,11 @@ class RunDir:
 
     def rewrite_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         """Replace ``outcomes.jsonl`` at once (a temporary file, fsynced, then renamed):
-        a kill leaves either the old file or the new one, never part of either."""
+        a kill leaves either the old file or the new one, never part of either. The resume
+        checkpoint (``arbitrage.checkpoint``), which describes the old file, goes first."""
+        from arbitrage.checkpoint import drop
+
+        drop(self.path)
         tmp = self.path / "outcomes.jsonl.tmp"
         try:
             with writing(self.outcomes_path), tmp.open("w", encoding="utf-8") as fh:

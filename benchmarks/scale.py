@@ -1,7 +1,7 @@
 """A run's memory and its resume time as the run grows.
 
     python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--repeat 1]
-                               [--router reward]
+                               [--router reward] [--tail 7500]
 
 Every measurement runs in a fresh process (as a rerun of ``arbitrage run`` does), against
 a loopback server that answers at once, in its own process; the config is one teacher
@@ -13,11 +13,13 @@ committed, with the growth per finished prompt and the peak RSS once the outputs
 written at the end.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
-writes them) and 1,000 to go; the time to the first request the server sees from starting
-the process (imports included) and, in a second process, from calling ``run_config`` once
-a one-prompt run has loaded every module (the fastest of ``--repeat`` runs: other
-processes on the machine only ever slow a run down); the time to the end of the run and
-its peak RSS."""
+writes them) and 1,000 to go, resumed twice: from the checkpoint a run saves as it goes
+(``arbitrage.checkpoint``), written ``--tail`` outcomes before the stop, and with no
+checkpoint (every outcome replayed, as a run from before checkpoints); the time to the
+first request the server sees from starting the process (imports included) and, in a
+second process, from calling ``run_config`` once a one-prompt run has loaded every module
+(the fastest of ``--repeat`` runs: other processes on the machine only ever slow a run
+down); the time to the end of the run and its peak RSS."""
 
 from __future__ import annotations
 
@@ -190,13 +192,44 @@ def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
     return result  # type: ignore[no-any-return]
 
 
+def _checkpoint(config: Any, outcomes: list[Any], tail: int) -> None:
+    """The checkpoint a run of ``config`` saves as it goes, as of all but the last
+    ``tail`` of ``outcomes`` (a kill comes at most ``checkpoint.INTERVAL_S`` after one)."""
+    from arbitrage import checkpoint
+    from arbitrage.factories import build_router, build_scorer, wrap_reward
+    from arbitrage.prompts.pool import describe
+    from arbitrage.rundir import RunDir
+
+    run_dir = RunDir(config.out)
+    learned = outcomes[: len(outcomes) - tail]
+    shadow = checkpoint.shadow_of(build_router(config), wrap_reward(config, build_scorer(config)))
+    assert shadow is not None, "this config's router and reward cannot be checkpointed"
+    for i in range(0, len(learned), config.batch_size):
+        window = learned[i : i + config.batch_size]
+        run_dir.append_outcomes(window)
+        shadow.learn(window)
+    held = describe(run_dir.iter_prompts())
+    checkpoint.save(
+        run_dir.path,
+        shadow,
+        position=len(learned),
+        ahead=(),
+        finished=len(learned),
+        kept=len(learned),
+        pool=(held, sum(1 for _ in run_dir.iter_prompts())),
+    )
+    run_dir.append_outcomes(outcomes[len(learned) :])
+
+
 def resume(
-    url: str, done: int, router: str, tmp: Path, repeat: int = 1
+    url: str, done: int, router: str, tmp: Path, repeat: int = 1, tail: int | None = None
 ) -> tuple[float, float, float, float]:
     """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
     fresh process to the first new request (imports included), the same once every module
     is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
-    the run, and its peak RSS MB."""
+    the run, and its peak RSS MB. ``tail``: the run saved a checkpoint that many outcomes
+    before it stopped; ``None``: it has none (a run from before checkpoints: every outcome
+    is replayed)."""
     from arbitrage.records import Candidate, Generation, Outcome, dumps
     from arbitrage.rundir import RunDir
 
@@ -207,11 +240,17 @@ def resume(
     run_dir.prepare(config)
     prompts = _prompts(done + 1000)
     run_dir.save_prompts(prompts)
-    with (run_dir.path / "outcomes.jsonl").open("w", encoding="utf-8") as fh:
-        for p in prompts[:done]:
-            gen = Generation(p.id, "t1", "openai/t1", text="A short answer.", finish_reason="stop")
-            fh.write(dumps(Outcome(p, (Candidate(gen, 5.0, {}),), "t1", "all")) + "\n")
-    del prompts
+    ok = {"text": "A short answer.", "finish_reason": "stop"}
+    outcomes = [
+        Outcome(p, (Candidate(Generation(p.id, "t1", "openai/t1", **ok), 5.0, {}),), "t1", "all")
+        for p in prompts[:done]
+    ]
+    if tail is None:
+        with (run_dir.path / "outcomes.jsonl").open("w", encoding="utf-8") as fh:
+            fh.writelines(dumps(o) + "\n" for o in outcomes)
+    else:
+        _checkpoint(config, outcomes, min(tail, done))
+    del prompts, outcomes
     copies = [tmp / f"resume-{done}-warm-{i}" for i in range(repeat)]
     for copy in copies:
         shutil.copytree(run_dir.path, copy)
@@ -231,6 +270,13 @@ def main() -> None:
     parser.add_argument("--resume", type=int, nargs="*", default=[20_000, 80_000])
     parser.add_argument("--router", default="reward")
     parser.add_argument(
+        "--tail",
+        type=int,
+        default=7_500,
+        help="resumes from a checkpoint saved this many outcomes before the stop (30 s of "
+        "a run at 250 calls/s); each size is also resumed without one",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -240,7 +286,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         with loopback_server(0) as url:
-            resumed = [(n, *resume(url, n, args.router, tmp, args.repeat)) for n in args.resume]
+            resumed = [
+                (n, how, *resume(url, n, args.router, tmp, args.repeat, tail))
+                for n in args.resume
+                for how, tail in ((f"checkpoint, {args.tail:,} after", args.tail), ("none", None))
+            ]
             ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -249,11 +299,14 @@ def main() -> None:
         print("seconds from starting the process (imports included) / with every module loaded")
         print(f"(the fastest of {args.repeat})")
         print(
-            f"{'done':>8} {'to first new call s':>20} {'modules loaded s':>17} {'whole run s':>12}"
-            f" {'peak RSS MB':>12}"
+            f"{'done':>8} {'checkpoint':>24} {'to first new call s':>20} {'modules loaded s':>17}"
+            f" {'whole run s':>12} {'peak RSS MB':>12}"
         )
-        for n, first, after_imports, whole, peak in resumed:
-            print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
+        for n, how, first, after_imports, whole, peak in resumed:
+            print(
+                f"{n:>8,} {how:>24} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f}"
+                f" {peak:>12.0f}"
+            )
     if ran is not None:
         samples, peak, loop_s, whole_s = ran
         base = samples[0][1]

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from arbitrage import checkpoint
 from arbitrage.calls.budget import Budget
 from arbitrage.calls.teachers import engine_teachers, open_cache
 from arbitrage.config import RunConfig
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
     from arbitrage.calls.cache import CallCache
     from arbitrage.commands.live import TeacherPanel
-    from arbitrage.records import Prompt
+    from arbitrage.records import Outcome, Prompt
     from reward.base import RewardModel
 
 
@@ -102,7 +105,7 @@ async def _arun(
     panel: TeacherPanel | None,
     on_pool: Callable[[str], None] | None,
 ) -> RunResult:
-    start = time.perf_counter()
+    began = time.perf_counter()
     budget = run_budget(config, cache)
     if not (run_dir.path / "prompts.jsonl").exists():  # written once, before any answer
         writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
@@ -111,29 +114,9 @@ async def _arun(
         del prompts
     else:
         origin = f"resumed from {run_dir.path / 'prompts.jsonl'}"
-    done = run_dir.load_outcomes()
     run_dir.mend_outcomes()  # the next window is appended after the last whole row
-    skip = frozenset(o.prompt.id for o in done)
-    # One read of the pool before the loop's: its size, its line, what is done of it, and
-    # the prompts done before the first that is not, which the loop then skips unread.
-    total = finished = 0
-    first_open: int | None = None
-
-    def scanned() -> Iterator[Prompt]:
-        nonlocal total, finished, first_open
-        for prompt in run_dir.iter_prompts():
-            if prompt.id in skip:
-                finished += 1
-            elif first_open is None:
-                first_open = total
-            total += 1
-            yield prompt
-
-    line = pool_line(scanned(), origin)
-    if on_pool is not None:
-        on_pool(line)
-    done_before = total if first_open is None else first_open
-    finished += sum(1 for p in run_dir.iter_turns() if p.id in skip)
+    talks = conversations_for(config, run_dir, cache=cache, budget=budget)
+    point = checkpoint.load(run_dir.path) if talks is None else None
     async with executor_for(config, reward_model, parts) as executor:
         teachers, scorer = await executor.parts(cache, budget)
         if panel is not None:  # the judges make calls like teachers and show with them
@@ -141,56 +124,96 @@ async def _arun(
                 [*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))],
                 next((t.batch.journal for t in teachers if t.batch is not None), None),
             )
+        reward = wrap_reward(config, scorer)
+        steps = checkpoint.restore(point, parts.router, reward) if point is not None else None
+        if point is not None and steps is not None:
+            # A checkpoint's state, and only the outcomes appended after it to relearn.
+            reward = steps
+            done = list(run_dir.iter_outcomes(point.offset))
+            skip = point.ahead | {o.prompt.id for o in done}
+            start, ahead = point.position, point.ahead
+            finished = point.finished + len({o.prompt.id for o in done})
+            kept = point.kept
+            cached = checkpoint.pool_cached(run_dir.path, point)
+            held, total = cached or _scan(run_dir, frozenset()).pool
+        else:
+            done = run_dir.load_outcomes()
+            skip = frozenset(o.prompt.id for o in done)
+            scan = _scan(run_dir, skip)
+            (held, total), start, ahead = scan.pool, scan.start, scan.ahead
+            finished = scan.finished + sum(1 for p in run_dir.iter_turns() if p.id in skip)
+            kept = 0
+        if on_pool is not None:
+            on_pool(pool_line(held, origin))
         engine = Arbitrage(
             teachers,
-            wrap_reward(config, scorer),
+            reward,
             parts.router,
             batch_size=config.batch_size,
             windows=config.windows_in_flight(parts.router.escalates()),
             fusion=make_fuser(config, teachers),
         )
         engine.resume(done)
-        kept = sum(o.winner is not None for o in done)  # prompts with a winner, for the log
+        kept += sum(o.winner is not None for o in done)  # prompts with a winner, for the log
         del done  # a finished prompt costs nothing in memory from here on
+        shadow = checkpoint.shadow_of(parts.router, reward) if talks is None else None
+        mark = _Marks(start, ahead, finished, kept)
+        pool_now: tuple[str, int] | None = (held, total)
+
+        def save() -> None:
+            if shadow is not None:
+                checkpoint.save(run_dir.path, shadow, pool=pool_now, **mark.fields())
+
+        if shadow is not None and point is None and finished:
+            save()  # a full replay is paid once: the next rerun starts from here
         total *= turns_of(config)  # at most: a conversation may end early
         bar = (
             progress.add_task("prompts", total=total, completed=finished, kept=kept)
             if progress
             else None
         )
-        talks = conversations_for(config, run_dir, cache=cache, budget=budget)
         rounds = Rounds(config, run_dir) if config.target_rows is not None else None
-        while True:  # one pass, or with target_rows a round at a time (arbitrage.prompts.targets)
-            windows = (
-                engine.astream(run_dir.iter_prompts(done_before), skip=skip)
-                if talks is None
-                else talks.astream(engine, skip=skip)
-            )
-            try:
-                async with aclosing(windows) as stream:
-                    async for outcomes in stream:
-                        run_dir.append_outcomes(outcomes)
-                        kept += sum(o.winner is not None for o in outcomes)
-                        if progress is not None and bar is not None:
-                            progress.update(bar, advance=len(outcomes), kept=kept)
-                        await executor.tick()
-            except BudgetExceeded:
+        try:
+            while True:  # one pass, or with target_rows a round at a time (prompts.targets)
+                windows = (
+                    engine.astream(mark.numbered(run_dir.iter_prompts(start), skip), skip=skip)
+                    if talks is None
+                    else talks.astream(engine, skip=skip)
+                )
+                try:
+                    async with aclosing(windows) as stream:
+                        async for outcomes in stream:
+                            run_dir.append_outcomes(outcomes)
+                            mark.commit(outcomes)
+                            if shadow is not None:
+                                shadow.learn(outcomes)
+                                if shadow.due():
+                                    save()
+                            if progress is not None and bar is not None:
+                                progress.update(bar, advance=len(outcomes), kept=mark.kept)
+                            await executor.tick()
+                except BudgetExceeded:
+                    if rounds is None:
+                        raise
+                    rounds.stopped = f"budget_usd ({config.budget_usd}) reached"
+                    break
                 if rounds is None:
-                    raise
-                rounds.stopped = f"budget_usd ({config.budget_usd}) reached"
-                break
-            if rounds is None:
-                break
-            writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
-            fresh = await rounds.next_round(writers)
-            if on_pool is not None:
-                more = f"; round {rounds.round}: +{len(fresh)} prompts" if fresh else ""
-                on_pool(rounds.line() + more)
-            if not fresh:
-                break
-            skip = frozenset(o.prompt.id for o in run_dir.iter_outcomes())
-            if progress is not None and bar is not None:
-                progress.update(bar, total=rounds.drawn)
+                    break
+                writers = engine_teachers(config, cache=cache, budget=budget, batch=False)
+                fresh = await rounds.next_round(writers)
+                pool_now = None  # the pool grew: a rerun reads it again
+                if on_pool is not None:
+                    more = f"; round {rounds.round}: +{len(fresh)} prompts" if fresh else ""
+                    on_pool(rounds.line() + more)
+                if not fresh:
+                    break
+                skip = frozenset(o.prompt.id for o in run_dir.iter_outcomes())
+                start = mark.position
+                if progress is not None and bar is not None:
+                    progress.update(bar, total=rounds.drawn)
+        finally:
+            if shadow is not None and shadow.fresh:
+                save()  # however the loop ended: what was appended is learned
         extra = await executor.report()
         if talks is not None:
             extra["conversation"] = talks.report()
@@ -200,7 +223,7 @@ async def _arun(
         teachers=engine.order,
         router=parts.router.name,
         router_state=parts.router.state(),
-        elapsed_s=time.perf_counter() - start,
+        elapsed_s=time.perf_counter() - began,
     )
     run_dir.write_outputs(config, result, extra=extra)
     if rounds is not None and rounds.stopped is not None:
@@ -208,6 +231,73 @@ async def _arun(
         rounds.answered = len(result.outcomes)
         raise TargetNotMet(short_line(rounds))
     return result
+
+
+@dataclass
+class _Scan:
+    pool: tuple[str, int]  # what the pool holds (its description), and its size
+    finished: int  # prompts of it done
+    start: int  # prompts before the first not done
+    ahead: frozenset[str]  # ids done after that one
+
+
+def _scan(run_dir: RunDir, skip: Collection[str]) -> _Scan:
+    """One read of the pool: what it holds and its size, what of it is done, and where the loop
+    starts (the prompts before the first not done are skipped unread)."""
+    total = finished = 0
+    first_open: int | None = None
+    ahead: set[str] = set()
+
+    def scanned() -> Iterator[Prompt]:
+        nonlocal total, finished, first_open
+        for prompt in run_dir.iter_prompts():
+            if prompt.id in skip:
+                finished += 1
+                if first_open is not None:
+                    ahead.add(prompt.id)
+            elif first_open is None:
+                first_open = total
+            total += 1
+            yield prompt
+
+    from arbitrage.prompts.pool import describe
+
+    held = describe(scanned())
+    return _Scan((held, total), finished, total if first_open is None else first_open,
+                 frozenset(ahead))  # fmt: skip
+
+
+class _Marks:
+    """Where the committed windows have got to in the pool, for the checkpoint: the
+    position after the last committed prompt, and the counts the progress bar shows."""
+
+    def __init__(self, start: int, ahead: frozenset[str], finished: int, kept: int) -> None:
+        self.position = start
+        self.ahead = ahead
+        self.finished = finished
+        self.kept = kept
+        self._handed: dict[str, deque[int]] = {}  # prompts in flight -> pool positions
+
+    def numbered(self, prompts: Iterable[Prompt], skip: Collection[str]) -> Iterator[Prompt]:
+        """``prompts`` (the pool from ``position``), noting where each one asked is."""
+        for index, prompt in enumerate(prompts, self.position):
+            if prompt.id not in skip:
+                self._handed.setdefault(prompt.id, deque()).append(index)
+            yield prompt
+
+    def commit(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            queue = self._handed.get(outcome.prompt.id)
+            if queue:  # a follow-up turn is not in the pool
+                self.position = queue.popleft() + 1
+                if not queue:
+                    del self._handed[outcome.prompt.id]
+        self.finished += len(outcomes)
+        self.kept += sum(o.winner is not None for o in outcomes)
+
+    def fields(self) -> dict[str, Any]:
+        return {"position": self.position, "ahead": self.ahead, "finished": self.finished,
+                "kept": self.kept}  # fmt: skip
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> RunResult:
