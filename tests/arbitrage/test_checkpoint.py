@@ -20,7 +20,9 @@ from routers import get_router
 
 TEACHERS = ["a", "b", "c"]
 PROMPTS = [
-    Prompt(f"question {i} " + "word " * (i % 7), ["en", "fr"][i % 2], ["math", "open_qa"][i % 3 > 0])
+    Prompt(
+        f"question {i} " + "word " * (i % 7), ["en", "fr"][i % 2], ["math", "open_qa"][i % 3 > 0]
+    )
     for i in range(96)
 ]
 PROBE = [Prompt(f"probe {i}", ["en", "fr"][i % 2], "math") for i in range(12)]
