@@ -15,8 +15,8 @@ or the outcomes a kill left unsaved); the prompts before ``position`` in the poo
 skipped unread.
 
 A checkpoint is an optimisation, never the record: the outcomes are. It is used only
-if it fits the file it describes (the same inode, at least ``offset`` bytes, the same
-bytes just before ``offset``); ``RunDir.rewrite_outcomes`` (``retry-failed``) deletes
+if it fits the file it describes (at least ``offset`` bytes, the same bytes just before
+``offset``; a run directory copied or moved keeps it); ``RunDir.rewrite_outcomes`` (``retry-failed``) deletes
 it first, and a run whose router or reward cannot be copied (an object that does not
 pickle, a reward model that relearns state itself) writes none: it resumes by a full
 replay, as before. The file is read with an unpickler that builds only the classes of
@@ -71,7 +71,6 @@ class Checkpoint:
     """What ``checkpoint.pkl`` holds: the learned state and where in the run it is from."""
 
     offset: int  # bytes of outcomes.jsonl learned from
-    inode: int
     tail: bytes  # the ``_TAIL`` bytes before ``offset``
     position: int  # prompts of the pool before the first not committed
     ahead: frozenset[str]  # ids finished further on in the pool (normally none)
@@ -225,7 +224,6 @@ def save(
     router, reward = shadow.snapshot()
     point = Checkpoint(
         offset=offset,
-        inode=outcomes.stat().st_ino,
         tail=_tail(outcomes, offset),
         position=position,
         ahead=frozenset(ahead),
@@ -259,8 +257,7 @@ def load(run: Path) -> Checkpoint | None:
         point = _loads(path.read_bytes(), {__name__})
         if not isinstance(point, Checkpoint) or point.version != VERSION:
             return None
-        st = outcomes.stat()
-        if st.st_ino != point.inode or st.st_size < point.offset:
+        if outcomes.stat().st_size < point.offset:
             return None
         if _tail(outcomes, point.offset) != point.tail:
             return None

@@ -118,7 +118,7 @@ def test_a_checkpoint_builds_no_object_it_does_not_expect(tmp_path, monkeypatch)
     (tmp_path / checkpoint.NAME).write_bytes(pickle.dumps(_Boom()))
     assert checkpoint.load(tmp_path) is None
     router = get_router("learned", TEACHERS)
-    point = checkpoint.Checkpoint(0, 0, b"", 0, frozenset(), 0, 0, None, pickle.dumps(_Boom()),
+    point = checkpoint.Checkpoint(0, b"", 0, frozenset(), 0, 0, None, pickle.dumps(_Boom()),
                                   pickle.dumps(_Boom()))  # fmt: skip
     assert checkpoint.restore(point, router, _reward()) is None
     assert not (tmp_path / "pwned").exists()
