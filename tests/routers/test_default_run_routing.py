@@ -14,7 +14,13 @@ from routers import get_router
 
 
 @pytest.mark.slow
-def test_learned_choices_follow_warmup_outcomes(tmp_path):
+def test_learned_choices_follow_warmup_outcomes(tmp_path, smol_cache, monkeypatch):
+    # SmolLM2 as the session converted it; Gemma is converted here, next to it
+    models = tmp_path / "models"
+    models.mkdir()
+    for converted in smol_cache.iterdir():
+        (models / converted.name).symlink_to(converted, target_is_directory=True)
+    monkeypatch.setenv("ARBITRAGE_CACHE_DIR", str(models))
     data = default_config().public_dict()
     data["out"] = str(tmp_path / "run")
     data["pool"]["n_prompts"] = 12
