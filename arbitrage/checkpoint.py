@@ -16,12 +16,12 @@ skipped unread.
 
 A checkpoint is an optimisation, never the record: the outcomes are. It is used only
 if it fits the file it describes (at least ``offset`` bytes, the same bytes just before
-``offset``; a run directory copied or moved keeps it); ``RunDir.rewrite_outcomes`` (``retry-failed``) deletes
-it first, and a run whose router or reward cannot be copied (an object that does not
-pickle, a reward model that relearns state itself) writes none: it resumes by a full
-replay, as before. The file is read with an unpickler that builds only the classes of
-this run's router and reward steps, numpy arrays and plain containers, never code
-named by the file.
+``offset``; a run directory copied or moved keeps it); ``RunDir.rewrite_outcomes``
+(``retry-failed``) deletes it first; and a run whose router or reward cannot be copied
+(an object that does not pickle, a reward model that relearns state itself) writes
+none: it resumes by a full replay, as before. The file is read with an unpickler that
+builds only the classes of this run's router and reward steps, numpy arrays and plain
+containers, never code named by the file.
 """
 
 from __future__ import annotations
@@ -211,16 +211,17 @@ def save(
     run: Path,
     shadow: Shadow,
     *,
+    offset: int,
     position: int,
     ahead: Iterable[str],
     finished: int,
     kept: int,
     pool: tuple[str, int] | None,
 ) -> None:
-    """Replace ``checkpoint.pkl`` with the shadow's state, as of ``outcomes.jsonl`` now.
+    """Replace ``checkpoint.pkl`` with the shadow's state: what it learned from the first
+    ``offset`` bytes of ``outcomes.jsonl`` (the end of the last window appended whole).
     A failure (a full disk) loses only the checkpoint: the next rerun replays more."""
     outcomes, prompts = run / "outcomes.jsonl", run / "prompts.jsonl"
-    offset = outcomes.stat().st_size
     router, reward = shadow.snapshot()
     point = Checkpoint(
         offset=offset,

@@ -216,13 +216,14 @@ class RunDir:
         self.outcomes_path.touch()
         end_whole_line(self.outcomes_path)
 
-    def append_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Append a window's outcomes. A full disk may leave a torn last line, which the
-        next run cuts off (``mend_outcomes``) before it appends."""
-        with writing(self.outcomes_path), self.outcomes_path.open("a", encoding="utf-8") as fh:
-            fh.write("".join(dumps(o) + "\n" for o in outcomes))
+    def append_outcomes(self, outcomes: Sequence[Outcome]) -> int:
+        """Append a window's outcomes; the file's size after them. A full disk may leave a
+        torn last line, which the next run cuts off (``mend_outcomes``) before it appends."""
+        with writing(self.outcomes_path), self.outcomes_path.open("ab") as fh:
+            fh.write("".join(dumps(o) + "\n" for o in outcomes).encode())
             fh.flush()
             os.fsync(fh.fileno())
+            return fh.tell()
 
     @property
     def turns_path(self) -> Path:

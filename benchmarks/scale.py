@@ -204,14 +204,16 @@ def _checkpoint(config: Any, outcomes: list[Any], tail: int) -> None:
     learned = outcomes[: len(outcomes) - tail]
     shadow = checkpoint.shadow_of(build_router(config), wrap_reward(config, build_scorer(config)))
     assert shadow is not None, "this config's router and reward cannot be checkpointed"
+    end = 0
     for i in range(0, len(learned), config.batch_size):
         window = learned[i : i + config.batch_size]
-        run_dir.append_outcomes(window)
+        end = run_dir.append_outcomes(window)
         shadow.learn(window)
     held = describe(run_dir.iter_prompts())
     checkpoint.save(
         run_dir.path,
         shadow,
+        offset=end,
         position=len(learned),
         ahead=(),
         finished=len(learned),

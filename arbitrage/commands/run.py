@@ -158,6 +158,7 @@ async def _arun(
         del done  # a finished prompt costs nothing in memory from here on
         shadow = checkpoint.shadow_of(parts.router, reward) if talks is None else None
         mark = _Marks(start, ahead, finished, kept)
+        mark.offset = run_dir.outcomes_path.stat().st_size  # mended: whole rows only
         pool_now: tuple[str, int] | None = (held, total)
 
         def save() -> None:
@@ -183,7 +184,7 @@ async def _arun(
                 try:
                     async with aclosing(windows) as stream:
                         async for outcomes in stream:
-                            run_dir.append_outcomes(outcomes)
+                            mark.offset = run_dir.append_outcomes(outcomes)
                             mark.commit(outcomes)
                             if shadow is not None:
                                 shadow.learn(outcomes)
@@ -273,6 +274,7 @@ class _Marks:
 
     def __init__(self, start: int, ahead: frozenset[str], finished: int, kept: int) -> None:
         self.position = start
+        self.offset = 0  # bytes of outcomes.jsonl up to the last window appended whole
         self.ahead = ahead
         self.finished = finished
         self.kept = kept
@@ -296,8 +298,8 @@ class _Marks:
         self.kept += sum(o.winner is not None for o in outcomes)
 
     def fields(self) -> dict[str, Any]:
-        return {"position": self.position, "ahead": self.ahead, "finished": self.finished,
-                "kept": self.kept}  # fmt: skip
+        return {"offset": self.offset, "position": self.position, "ahead": self.ahead,
+                "finished": self.finished, "kept": self.kept}  # fmt: skip
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> RunResult:

@@ -49,7 +49,7 @@ def _learned(router, reward):
     return routes, [round(s.value, 9) for s in scores], router.state()
 
 
-@pytest.mark.parametrize("name", ["learned", "bandit", "random", "reward"])
+@pytest.mark.parametrize("name", ["learned", "bandit", "content", "random", "reward"])
 def test_a_checkpoint_and_the_rest_replayed_learn_what_a_full_replay_learns(tmp_path, name):
     windows = _windows(get_router(name, TEACHERS, seed=3), _reward())
     outcomes = [o for w in windows for o in w]
@@ -64,10 +64,10 @@ def test_a_checkpoint_and_the_rest_replayed_learn_what_a_full_replay_learns(tmp_
     shadow = checkpoint.shadow_of(get_router(name, TEACHERS, seed=3), _reward())
     assert shadow is not None
     for i, window in enumerate(windows):
-        run.append_outcomes(window)
+        end = run.append_outcomes(window)
         shadow.learn(window)
         if i == 5:
-            checkpoint.save(tmp_path, shadow, position=48, ahead=(), finished=48, kept=48,
+            checkpoint.save(tmp_path, shadow, offset=end, position=48, ahead=(), finished=48, kept=48,
                             pool=("96 prompts", 96))  # fmt: skip
             saved_at = run.outcomes_path.stat().st_size
     # A rerun with it: the saved state, then only the outcomes after its offset.
@@ -89,13 +89,17 @@ def test_a_checkpoint_that_does_not_fit_its_outcomes_is_not_used(tmp_path):
     windows = _windows(get_router("learned", TEACHERS), _reward())
     shadow = checkpoint.shadow_of(get_router("learned", TEACHERS), _reward())
     for window in windows[:4]:
-        run.append_outcomes(window)
+        end = run.append_outcomes(window)
         shadow.learn(window)
-    checkpoint.save(tmp_path, shadow, position=32, ahead=(), finished=32, kept=32, pool=None)
+    checkpoint.save(
+        tmp_path, shadow, offset=end, position=32, ahead=(), finished=32, kept=32, pool=None
+    )
     assert checkpoint.load(tmp_path) is not None
     run.rewrite_outcomes(o for w in windows[:4] for o in w)  # what retry-failed does
     assert not (tmp_path / checkpoint.NAME).exists()
-    checkpoint.save(tmp_path, shadow, position=32, ahead=(), finished=32, kept=32, pool=None)
+    checkpoint.save(
+        tmp_path, shadow, offset=end, position=32, ahead=(), finished=32, kept=32, pool=None
+    )
     data = bytearray(run.outcomes_path.read_bytes())  # the same size, other bytes
     data[-10] ^= 1
     run.outcomes_path.write_bytes(bytes(data))
