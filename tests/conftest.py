@@ -114,3 +114,17 @@ def smol_cache(smol_conversion: dict[str, Any]) -> Path:
     """A model cache root holding SmolLM2 converted from its GGUF file (``smol_conversion``)."""
     assert smol_conversion["returncode"] == 0, smol_conversion["stderr"]
     return Path(smol_conversion["root"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest work first, so that no long test is left for the end while the other
+    worker idles (pytest-xdist hands out tests in this order): the Ray module (one
+    worker runs all of it, ``xdist_group``), then the real-model tests, then the rest,
+    each in collection order."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group") is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=weight)
