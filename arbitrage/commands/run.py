@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from arbitrage.commands.live import TeacherPanel
     from arbitrage.records import Outcome, Prompt
     from reward.base import RewardModel
+    from routers.base import Router
 
 
 def executor_for(config: RunConfig, scorer: RewardModel | None, parts: RunParts) -> Executor:
@@ -124,52 +125,35 @@ async def _arun(
                 [*teachers, *(p for p in scorer.parts() if isinstance(p, LLMJudge))],
                 next((t.batch.journal for t in teachers if t.batch is not None), None),
             )
-        reward = wrap_reward(config, scorer)
-        steps = checkpoint.restore(point, parts.router, reward) if point is not None else None
-        if point is not None and steps is not None:
-            # A checkpoint's state, and only the outcomes appended after it to relearn.
-            reward = steps
-            done = list(run_dir.iter_outcomes(point.offset))
-            skip = point.ahead | {o.prompt.id for o in done}
-            start, ahead = point.position, point.ahead
-            finished = point.finished + len({o.prompt.id for o in done})
-            kept = point.kept
-            cached = checkpoint.pool_cached(run_dir.path, point)
-            held, total = cached or _scan(run_dir, frozenset()).pool
-        else:
-            done = run_dir.load_outcomes()
-            skip = frozenset(o.prompt.id for o in done)
-            scan = _scan(run_dir, skip)
-            (held, total), start, ahead = scan.pool, scan.start, scan.ahead
-            finished = scan.finished + sum(1 for p in run_dir.iter_turns() if p.id in skip)
-            kept = 0
+        back = _read_back(run_dir, point, parts.router, wrap_reward(config, scorer))
+        skip, (held, total) = back.skip, back.pool
         if on_pool is not None:
             on_pool(pool_line(held, origin))
         engine = Arbitrage(
             teachers,
-            reward,
+            back.reward,
             parts.router,
             batch_size=config.batch_size,
             windows=config.windows_in_flight(parts.router.escalates()),
             fusion=make_fuser(config, teachers),
         )
-        engine.resume(done)
-        kept += sum(o.winner is not None for o in done)  # prompts with a winner, for the log
-        del done  # a finished prompt costs nothing in memory from here on
-        shadow = checkpoint.shadow_of(parts.router, reward) if talks is None else None
-        mark = _Marks(start, ahead, finished, kept)
-        mark.offset = run_dir.outcomes_path.stat().st_size  # mended: whole rows only
+        engine.resume(back.done)
+        kept = back.kept + sum(o.winner is not None for o in back.done)  # for the log
+        offset = run_dir.outcomes_path.stat().st_size  # mended: whole rows only
+        mark = _Marks(back.start, offset, back.ahead, back.finished, kept)
+        del back  # a finished prompt costs nothing in memory from here on
+        shadow = checkpoint.shadow_of(parts.router, engine.reward) if talks is None else None
         pool_now: tuple[str, int] | None = (held, total)
 
         def save() -> None:
             if shadow is not None:
                 checkpoint.save(run_dir.path, shadow, pool=pool_now, **mark.fields())
 
-        if shadow is not None and point is None and finished:
+        if shadow is not None and point is None and mark.finished:
             save()  # a full replay is paid once: the next rerun starts from here
         total *= turns_of(config)  # at most: a conversation may end early
         bar = (
-            progress.add_task("prompts", total=total, completed=finished, kept=kept)
+            progress.add_task("prompts", total=total, completed=mark.finished, kept=kept)
             if progress
             else None
         )
@@ -177,7 +161,9 @@ async def _arun(
         try:
             while True:  # one pass, or with target_rows a round at a time (prompts.targets)
                 windows = (
-                    engine.astream(mark.numbered(run_dir.iter_prompts(start), skip), skip=skip)
+                    engine.astream(
+                        mark.numbered(run_dir.iter_prompts(mark.position), skip), skip=skip
+                    )
                     if talks is None
                     else talks.astream(engine, skip=skip)
                 )
@@ -209,7 +195,6 @@ async def _arun(
                 if not fresh:
                     break
                 skip = frozenset(o.prompt.id for o in run_dir.iter_outcomes())
-                start = mark.position
                 if progress is not None and bar is not None:
                     progress.update(bar, total=rounds.drawn)
         finally:
@@ -232,6 +217,41 @@ async def _arun(
         rounds.answered = len(result.outcomes)
         raise TargetNotMet(short_line(rounds))
     return result
+
+
+@dataclass
+class _Back:
+    """What a run reads back before its first call: the outcomes to relearn, the prompts
+    to skip, where in the pool to start, the counts for the progress bar, the reward to
+    run with (the checkpoint's steps, if there is a checkpoint)."""
+
+    done: list[Outcome]
+    skip: Collection[str]
+    start: int
+    ahead: frozenset[str]
+    finished: int
+    kept: int
+    pool: tuple[str, int]  # what the pool holds, and its size
+    reward: RewardModel
+
+
+def _read_back(
+    run_dir: RunDir, point: checkpoint.Checkpoint | None, router: Router, reward: RewardModel
+) -> _Back:
+    """From the checkpoint (``arbitrage.checkpoint``): its state, and only the outcomes
+    appended after it to relearn. Without one (or one that does not fit): every outcome."""
+    steps = checkpoint.restore(point, router, reward) if point is not None else None
+    if point is not None and steps is not None:
+        done = list(run_dir.iter_outcomes(point.offset))
+        ids = {o.prompt.id for o in done}
+        held = checkpoint.pool_cached(run_dir.path, point) or _scan(run_dir, frozenset()).pool
+        return _Back(done, point.ahead | ids, point.position, point.ahead,
+                     point.finished + len(ids), point.kept, held, steps)  # fmt: skip
+    done = run_dir.load_outcomes()
+    skip = frozenset(o.prompt.id for o in done)
+    scan = _scan(run_dir, skip)
+    finished = scan.finished + sum(1 for p in run_dir.iter_turns() if p.id in skip)
+    return _Back(done, skip, scan.start, scan.ahead, finished, 0, scan.pool, reward)
 
 
 @dataclass
@@ -272,9 +292,11 @@ class _Marks:
     """Where the committed windows have got to in the pool, for the checkpoint: the
     position after the last committed prompt, and the counts the progress bar shows."""
 
-    def __init__(self, start: int, ahead: frozenset[str], finished: int, kept: int) -> None:
+    def __init__(
+        self, start: int, offset: int, ahead: frozenset[str], finished: int, kept: int
+    ) -> None:
         self.position = start
-        self.offset = 0  # bytes of outcomes.jsonl up to the last window appended whole
+        self.offset = offset  # bytes of outcomes.jsonl up to the last window appended whole
         self.ahead = ahead
         self.finished = finished
         self.kept = kept
