@@ -158,7 +158,19 @@ def test_a_rerun_resumes_from_the_checkpoint_as_a_full_replay_would(
         raise AssertionError("every outcome was read back")
 
     monkeypatch.setattr(RunDir, "load_outcomes", no_full_read)
+    saved: list[int] = []
+    save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "INTERVAL_S", 0.0)  # a save after every window
+
+    def counted(*args, **kwargs):
+        saved.append(kwargs["offset"])
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", counted)
     assert main(["run", config("fast", 10.0)]) == 0
+    # a save after each window appended, each further on, the last at the file's end
+    assert len(saved) >= 2 and saved == sorted(set(saved))
+    assert saved[-1] == (tmp_path / "fast" / "outcomes.jsonl").stat().st_size
 
     def ids_and_winners(name):
         rows = (tmp_path / name / "outcomes.jsonl").read_text().splitlines()
