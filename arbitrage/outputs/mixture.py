@@ -10,21 +10,23 @@ Every row that does not make it is counted with the first reason it failed
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from arbitrage.config import MixtureConfig
 from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
-from arbitrage.prompts.conversation import final_turns
+from arbitrage.prompts.conversation import final_turn_indices
 from arbitrage.records import Outcome
+from arbitrage.run_outcomes import OutcomeRows
 from reward.verifiers.basis import basis
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, Features
 
 
 def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
@@ -67,12 +69,44 @@ def _fused_from(outcome: Outcome) -> list[dict[str, Any]]:
     return list(fusion.sources) if fusion is not None and fusion.kept else []
 
 
+class RowMeta(NamedTuple):
+    """What the quotas, the counts and the card read of a row: its outcome's position
+    in ``outcomes`` and a few short values, not the row's texts."""
+
+    position: int
+    prompt_id: str
+    language: str
+    task: str
+    teacher: str
+    reward: float
+    basis: str
+    fused: bool
+
+    @classmethod
+    def of(cls, position: int, row: dict[str, Any]) -> RowMeta:
+        return cls(
+            position,
+            row["prompt_id"],
+            row["language"],
+            row["task"],
+            row["teacher"],
+            row["reward"],
+            str(row.get("basis", "model")),
+            bool(row.get("fused_from")),
+        )
+
+
 @dataclass
 class Mixture:
-    """The kept SFT rows, the preference pairs, and why everything else was dropped."""
+    """The kept SFT rows, the preference pairs, and why everything else was dropped.
 
-    rows: list[dict[str, Any]]
-    pairs: list[dict[str, Any]]
+    ``rows`` and ``pairs`` are made again from the outcomes each time they are read
+    (``arbitrage.run_outcomes.OutcomeRows``): a mixture holds the dropped rows and a
+    ``RowMeta`` a kept row (``kept()``), never the texts.
+    """
+
+    rows: Sequence[dict[str, Any]]
+    pairs: Sequence[dict[str, Any]]
     dropped: list[dict[str, str]]
     pairs_dropped: Counter[str]
     outcomes: int
@@ -81,15 +115,21 @@ class Mixture:
     #: per eval set of ``decontaminate``: its items, and those too short to match
     eval_sets: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def kept(self) -> Sequence[RowMeta]:
+        """Each row's ``RowMeta``, in row order, without making the rows."""
+        if isinstance(self.rows, MixtureRows):
+            return self.rows.meta
+        return [RowMeta.of(-1, row) for row in self.rows]
+
     def sft(self) -> Dataset:
         """The rows as an HF ``Dataset`` (``messages`` column: TRL's SFTTrainer loads it as is)."""
-        return rows_to_dataset(self.rows)
+        return rowsto_dataset(self.rows)
 
     def preference(self) -> Dataset:
         """The pairs as an HF ``Dataset`` in TRL's conversational preference format."""
-        from arbitrage.outputs.preference import pairs_to_dataset
+        from arbitrage.outputs.preference import pairsto_dataset
 
-        return pairs_to_dataset(self.pairs)
+        return pairsto_dataset(self.pairs)
 
     def contaminated(self) -> dict[str, int]:
         """Rows dropped as ``contaminated``, per eval set (every configured set listed)."""
@@ -98,7 +138,7 @@ class Mixture:
 
     def counts(self) -> dict[str, Any]:
         """Rows kept and dropped (by reason), pairs, and rows per language × task × teacher."""
-        cells = Counter((r["language"], r["task"], r["teacher"]) for r in self.rows)
+        cells = Counter((m.language, m.task, m.teacher) for m in self.kept())
         return {
             "outcomes": self.outcomes,
             "rows": len(self.rows),
@@ -125,6 +165,10 @@ def make_mixture(
 ) -> Mixture:
     """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
 
+    ``outcomes`` is read in passes (a few, plus one a filter that compares texts), and
+    what is kept of it is a ``RowMeta`` a row and each dropped row: a run's
+    ``RunOutcomes`` is never held in memory. The mixture's rows and pairs read it again.
+
     Args:
         outcomes: A run's outcomes, in pool order.
         config: The ``mixture`` config section (default: ``MixtureConfig()``).
@@ -140,27 +184,38 @@ def make_mixture(
     dropped: list[dict[str, str]] = []
     reasons: dict[str, str] = {}  # prompt id → why its row was filtered (before quotas)
 
-    def drop(outcome: Outcome, reason: str, **extra: str) -> None:
-        reasons[outcome.prompt.id] = reason
-        best = outcome.best
+    def drop(
+        prompt_id: str, language: str, task: str, teacher: str, reason: str, **extra: str
+    ) -> None:
+        reasons[prompt_id] = reason
         dropped.append(
             {
-                "prompt_id": outcome.prompt.id,
-                "language": outcome.prompt.language,
-                "task": outcome.prompt.task,
-                "teacher": best.teacher if best is not None else "",
+                "prompt_id": prompt_id,
+                "language": language,
+                "task": task,
+                "teacher": teacher,
                 "reason": reason,
                 **extra,
             }
         )
 
-    live: list[tuple[Outcome, dict[str, Any]]] = []
-    finals = final_turns(outcomes)  # a conversation's row is its deepest turn with a winner
-    for outcome in finals:
+    def drop_row(meta: RowMeta, reason: str, **extra: str) -> None:
+        drop(meta.prompt_id, meta.language, meta.task, meta.teacher, reason, **extra)
+
+    def live_rows() -> Iterator[dict[str, Any]]:
+        return iter(OutcomeRows(outcomes, [m.position for m in live], _row))
+
+    # a conversation's row is its deepest turn with a winner
+    picks = final_turn_indices(outcomes)
+    positions = range(len(outcomes)) if picks is None else picks
+    finals = iter(outcomes) if picks is None else iter(OutcomeRows(outcomes, picks, _itself))
+    live: list[RowMeta] = []
+    for i, outcome in zip(positions, finals, strict=True):
         row = mixture_row(outcome)
         best = outcome.best
         if row is None or best is None:
-            drop(outcome, "no_winner")
+            prompt = outcome.prompt
+            drop(prompt.id, prompt.language, prompt.task, "", "no_winner")
             continue
         text = best.generation.text
         reason = best.generation.status if not best.generation.ok else None
@@ -177,9 +232,10 @@ def make_mixture(
             if score < cfg.min_language_fidelity:
                 reason = "language"
         if reason is not None:
-            drop(outcome, reason)
+            prompt = outcome.prompt
+            drop(prompt.id, prompt.language, prompt.task, best.teacher, reason)
             continue
-        live.append((outcome, row))
+        live.append(RowMeta.of(i, row))
 
     eval_sets: dict[str, dict[str, int]] = {}
     if cfg.decontaminate:
@@ -188,27 +244,33 @@ def make_mixture(
         n = cfg.decontaminate_ngram
         indexes = load_indexes(cfg.decontaminate, n)
         eval_sets = {i.name: {"items": i.items, "short": i.short} for i in indexes}
-        messages = [[m["content"] for m in row["messages"]] for _, row in live]
+        messages = ([m["content"] for m in row["messages"]] for row in live_rows())
         sets = contaminated(messages, indexes, n)
-        for (outcome, _), name in zip(live, sets, strict=True):
+        for meta, name in zip(live, sets, strict=True):
             if name is not None:
-                drop(outcome, "contaminated", eval_set=name)
-        live = [pair for pair, name in zip(live, sets, strict=True) if name is None]
+                drop_row(meta, "contaminated", eval_set=name)
+        live = [meta for meta, name in zip(live, sets, strict=True) if name is None]
 
     # Near-duplicates: the higher-reward row of a duplicate set is the one kept.
     for kind, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)):
         if not on or not live:
             continue
-        order = sorted(range(len(live)), key=lambda i: -live[i][1]["reward"])
-        texts = [_side(live[i][1]["messages"], kind) for i in order]
-        langs = [live[i][1]["language"] for i in order]
+        order = sorted(range(len(live)), key=lambda i: -live[i].reward)
+        # one kind's texts at a time; those too short to compare are never held
+        short = cfg.dedup.min_chars
+        sides = [_side(row["messages"], kind) for row in live_rows()]
+        sides = [t if short == 0 or len(t.strip()) >= short else "" for t in sides]
+        texts = [sides[i] for i in order]
+        del sides
+        langs = [live[i].language for i in order]
         hits = near_duplicates(
             texts, langs, threshold=cfg.dedup.threshold, min_chars=cfg.dedup.min_chars
         )
+        del texts
         gone = {order[j] for j in hits}
         for i in sorted(gone):
-            drop(live[i][0], f"duplicate_{kind}")
-        live = [pair for i, pair in enumerate(live) if i not in gone]
+            drop_row(live[i], f"duplicate_{kind}")
+        live = [meta for i, meta in enumerate(live) if i not in gone]
 
     pairs, pairs_dropped = build_pairs(
         outcomes, reasons, min_margin=cfg.preference_pairs.min_margin, order=teacher_order
@@ -216,14 +278,14 @@ def make_mixture(
     if not cfg.preference_pairs.enabled:
         pairs, pairs_dropped = [], Counter()
 
-    rows = [row for _, row in live]
+    rows = live
     shortfall: dict[str, int] = {}
     for key, caps, reason in (
         ("language", cfg.per_language, "quota_language"),
         ("task", cfg.per_task, "quota_task"),
     ):
         keep: set[int] = set()
-        values = [row[key] for row in rows]
+        values = [getattr(row, key) for row in rows]
         for value, group in _group(range(len(rows)), values.__getitem__).items():
             cap = caps.get(value)
             if cap is None:
@@ -242,15 +304,25 @@ def make_mixture(
     if targets is not None:
         rows = _apply(rows, _within_targets(rows, targets), "over_target", dropped)
     return Mixture(
-        rows=rows,
+        rows=MixtureRows(outcomes, rows),
         pairs=pairs,
         dropped=dropped,
         pairs_dropped=pairs_dropped,
-        outcomes=len(finals),
+        outcomes=len(positions),
         config=cfg,
         shortfall=shortfall,
         eval_sets=eval_sets,
     )
+
+
+def _row(outcome: Outcome) -> dict[str, Any]:
+    row = mixture_row(outcome)
+    assert row is not None  # a kept row's outcome has a winner
+    return row
+
+
+def _itself(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 def _side(messages: list[dict[str, str]], kind: str) -> str:
@@ -261,14 +333,14 @@ def _side(messages: list[dict[str, str]], kind: str) -> str:
     return "\n".join(m["content"] for m in messages if m["role"] == "user")
 
 
-def _within_targets(rows: Sequence[dict[str, Any]], targets: int | Mapping[str, int]) -> set[int]:
+def _within_targets(rows: Sequence[RowMeta], targets: int | Mapping[str, int]) -> set[int]:
     """The first rows (pool order) up to each target; rows of a cell without one stay."""
     if isinstance(targets, int):
         return set(range(min(targets, len(rows))))
     seen: Counter[str] = Counter()
     keep: set[int] = set()
     for i, row in enumerate(rows):
-        cell = f"{row['language']}/{row['task']}"
+        cell = f"{row.language}/{row.task}"
         seen[cell] += 1
         if cell not in targets or seen[cell] <= targets[cell]:
             keep.add(i)
@@ -282,11 +354,11 @@ def _group(indices: Iterable[int], key: Callable[[int], Any]) -> dict[Any, list[
     return dict(groups)
 
 
-def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[dict[str, Any]]) -> set[int]:
+def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[RowMeta]) -> set[int]:
     """``k`` of ``indices``: round-robin over language × task × teacher cells, best reward first,
     so a cap thins every cell rather than emptying some."""
-    cells = _group(indices, lambda i: (rows[i]["language"], rows[i]["task"], rows[i]["teacher"]))
-    queues = [sorted(g, key=lambda i: (-rows[i]["reward"], i)) for _, g in sorted(cells.items())]
+    cells = _group(indices, lambda i: (rows[i].language, rows[i].task, rows[i].teacher))
+    queues = [sorted(g, key=lambda i: (-rows[i].reward, i)) for _, g in sorted(cells.items())]
     picked: set[int] = set()
     depth = 0
     while len(picked) < k and any(depth < len(q) for q in queues):
@@ -297,9 +369,9 @@ def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[dict[str, Any]
     return picked
 
 
-def _teacher_share(rows: Sequence[dict[str, Any]], share: float, order: Sequence[str]) -> set[int]:
+def _teacher_share(rows: Sequence[RowMeta], share: float, order: Sequence[str]) -> set[int]:
     """The most rows such that no teacher holds more than ``share`` of them."""
-    by_teacher = _group(range(len(rows)), lambda i: rows[i]["teacher"])
+    by_teacher = _group(range(len(rows)), lambda i: rows[i].teacher)
     if share >= 1.0 or not rows:
         return set(range(len(rows)))
     counts = {t: len(g) for t, g in by_teacher.items()}
@@ -323,18 +395,52 @@ def _teacher_share(rows: Sequence[dict[str, Any]], share: float, order: Sequence
 
 
 def _apply(
-    rows: list[dict[str, Any]], keep: set[int], reason: str, dropped: list[dict[str, str]]
-) -> list[dict[str, Any]]:
+    rows: list[RowMeta], keep: set[int], reason: str, dropped: list[dict[str, str]]
+) -> list[RowMeta]:
     for i, row in enumerate(rows):
         if i not in keep:
-            dropped.append({k: row[k] for k in ("prompt_id", "language", "task", "teacher")})
-            dropped[-1]["reason"] = reason
+            dropped.append(
+                {
+                    "prompt_id": row.prompt_id,
+                    "language": row.language,
+                    "task": row.task,
+                    "teacher": row.teacher,
+                    "reason": reason,
+                }
+            )
     return [row for i, row in enumerate(rows) if i in keep]
 
 
-def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
+class MixtureRows(OutcomeRows[dict[str, Any]]):
+    """The mixture's rows (``mixture_row`` of each kept outcome, made when read) and
+    their ``RowMeta`` (``meta``), which the counts and the card read instead."""
+
+    def __init__(self, outcomes: Sequence[Outcome], meta: list[RowMeta]) -> None:
+        super().__init__(outcomes, [m.position for m in meta], _row)
+        self.meta = meta
+
+
+#: Rows per batch when a dataset is built: its Arrow table grows, not a list per column.
+BATCH_ROWS = 10_000
+
+
+def to_dataset(rows: Iterable[dict[str, Any]], features: Features) -> Dataset:
+    """``rows`` as a ``Dataset`` of ``features``, built ``BATCH_ROWS`` rows at a time."""
+    from datasets import Dataset, concatenate_datasets
+
+    parts = []
+    it = iter(rows)
+    while batch := list(itertools.islice(it, BATCH_ROWS)):
+        columns = {name: [r[name] for r in batch] for name in features}
+        parts.append(Dataset.from_dict(columns, features=features))
+    if not parts:
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def rowsto_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
     """SFT rows as an HF ``Dataset`` with a fixed schema (so an empty mixture still has columns)."""
-    from datasets import Dataset, Features, List, Value
+    from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
     candidate = {
@@ -361,8 +467,7 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
             "fused_from": List(source),
         }
     )
-    columns = {name: [r[name] for r in rows] for name in features}
-    return Dataset.from_dict(columns, features=features)
+    return to_dataset(rows, features)
 
 
 def build_mixture(outcomes: Sequence[Outcome], config: MixtureConfig | None = None) -> Dataset:
