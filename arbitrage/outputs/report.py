@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import itertools
 import re
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arbitrage.records import Outcome
 
 
 def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
-    """Plain-data summary of a run (written to ``report.json``)."""
+    """Plain-data summary of a run (written to ``report.json``), from passes over
+    ``outcomes`` that keep counters only."""
     per_teacher: dict[str, dict[str, float]] = {
         t: {"generations": 0, "ok": 0, "failed": 0, "wins": 0, "cost_usd": 0.0, "tokens": 0}
         for t in teachers
@@ -21,7 +23,7 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
     prompts_by_language: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     routed_by: Counter[str] = Counter()
-    generations = 0
+    generations = with_winner = 0
     for outcome in outcomes:
         lang = outcome.prompt.language
         prompts_by_language[lang] += 1
@@ -44,13 +46,14 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
                 per_teacher[fused.teacher]["cost_usd"] += fused.cost_usd
                 per_teacher[fused.teacher]["tokens"] += fused.usage.total_tokens
         if outcome.winner is not None:
+            with_winner += 1
             wins[lang][outcome.winner] += 1
             per_teacher[outcome.winner]["wins"] += 1
     n = len(outcomes)
     return {
         "prompts": n,
-        "with_winner": sum(1 for o in outcomes if o.winner is not None),
-        "without_winner": sum(1 for o in outcomes if o.winner is None),
+        "with_winner": with_winner,
+        "without_winner": n - with_winner,
         "generations": generations,
         "generations_per_prompt": round(generations / n, 3) if n else 0.0,
         "statuses": dict(statuses),
@@ -257,40 +260,66 @@ def win_cells(outcomes: Sequence[Outcome], by: str = "language") -> dict[str, di
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _text_stats(answers: Sequence[str]) -> dict[str, float]:
-    words = [_WORD.findall(a.lower()) for a in answers]
-    lengths = sorted(len(w) for w in words)
-    unigrams = [t for w in words for t in w]
-    bigrams = [pair for w in words for pair in itertools.pairwise(w)]
-    n = len(lengths)
-    return {
-        "rows": n,
-        "words_mean": round(sum(lengths) / n, 1) if n else 0.0,
-        "words_median": float(lengths[n // 2]) if n else 0.0,
-        "chars_mean": round(sum(len(a) for a in answers) / n, 1) if n else 0.0,
-        "distinct_1": round(len(set(unigrams)) / len(unigrams), 3) if unigrams else 0.0,
-        "distinct_2": round(len(set(bigrams)) / len(bigrams), 3) if bigrams else 0.0,
-    }
+class _TextStats:
+    """``text_stats``' numbers for one group of answers, added an answer at a time: the
+    words of each are counted and dropped; the distinct n-grams are what is held."""
+
+    def __init__(self) -> None:
+        self.lengths = array("q")
+        self.chars = 0
+        self.unigrams = 0
+        self.bigrams = 0
+        self.distinct_1: set[str] = set()
+        self.distinct_2: set[tuple[str, str]] = set()
+
+    def add(self, answer: str, words: list[str], pairs: list[tuple[str, str]]) -> None:
+        self.lengths.append(len(words))
+        self.chars += len(answer)
+        self.unigrams += len(words)
+        self.bigrams += len(pairs)
+        self.distinct_1.update(words)
+        self.distinct_2.update(pairs)
+
+    def result(self) -> dict[str, float]:
+        lengths = sorted(self.lengths)
+        n = len(lengths)
+        return {
+            "rows": n,
+            "words_mean": round(sum(lengths) / n, 1) if n else 0.0,
+            "words_median": float(lengths[n // 2]) if n else 0.0,
+            "chars_mean": round(self.chars / n, 1) if n else 0.0,
+            "distinct_1": round(len(self.distinct_1) / self.unigrams, 3) if self.unigrams else 0.0,
+            "distinct_2": round(len(self.distinct_2) / self.bigrams, 3) if self.bigrams else 0.0,
+        }
 
 
-def text_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def text_stats(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Length and lexical diversity of the mixture's answers, overall, per language and per
-    teacher, and the language mix.
+    teacher, and the language mix (one pass over ``rows``).
 
     Words are ``\\w+`` runs (scripts written without spaces count a run as one word);
     ``distinct_n`` is unique n-grams / all n-grams over a group's answers, which
     falls as a group grows, so compare groups of similar size.
     """
-    answers = [r["messages"][-1]["content"] for r in rows]
-    by: dict[str, dict[str, Any]] = {}
-    for key in ("language", "teacher"):
-        groups: defaultdict[str, list[str]] = defaultdict(list)
-        for row, answer in zip(rows, answers, strict=True):
-            groups[row[key]].append(answer)
-        by[key] = {value: _text_stats(group) for value, group in sorted(groups.items())}
-    n = len(rows) or 1
+    overall = _TextStats()
+    groups: dict[str, defaultdict[str, _TextStats]] = {
+        key: defaultdict(_TextStats) for key in ("language", "teacher")
+    }
+    for row in rows:
+        answer = row["messages"][-1]["content"]
+        words = _WORD.findall(answer.lower())
+        pairs = list(itertools.pairwise(words))
+        overall.add(answer, words, pairs)
+        for key, by_value in groups.items():
+            by_value[row[key]].add(answer, words, pairs)
+    by = {
+        key: {value: s.result() for value, s in sorted(by_value.items())}
+        for key, by_value in groups.items()
+    }
+    result = overall.result()
+    n = result["rows"] or 1
     return {
-        "overall": _text_stats(answers),
+        "overall": result,
         "by_language": by["language"],
         "by_teacher": by["teacher"],
         "language_mix": {lang: round(s["rows"] / n, 3) for lang, s in by["language"].items()},

@@ -62,6 +62,8 @@ def write_report(
 
     ``extra`` (e.g. router state, elapsed time) is merged into ``report.json``; keys
     an earlier ``report.json`` holds and this call does not recompute are kept.
+    ``outcomes`` is read in passes that keep counters and the rewards the figures
+    plot, never the outcomes themselves (a run's ``RunOutcomes`` is read from disk).
     """
     from arbitrage.outputs import plots
 
@@ -104,8 +106,8 @@ def write_report(
             if cand.reward is not None:
                 by_teacher[cand.teacher].append(cand.reward)
     by_language: defaultdict[str, list[float]] = defaultdict(list)
-    for row in mixture.rows:
-        by_language[row["language"]].append(row["reward"])
+    for row in mixture.kept():
+        by_language[row.language].append(row.reward)
     paths["rewards"] = plots.rewards(
         {t: by_teacher.get(t, []) for t in names}, by_language, figures / "rewards.png"
     )
