@@ -9,8 +9,10 @@ and an LLM judge, ``transport: direct``.
 
 Memory: one run of ``--prompts`` prompts; its RSS is sampled as windows are committed and
 printed at every quarter of the run, as growth over the RSS when the first window was
-committed, with the growth per finished prompt and the peak RSS once the outputs are
-written at the end.
+committed, with the growth per finished prompt, the peak RSS once the outputs are
+written at the end, and the outputs stage's own peak (``RunDir.write_outputs``: the
+kernel's peak RSS is reset as it starts) over the RSS it starts from. ``--resume``
+with no numbers measures memory only.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
 writes them) and 1,000 to go; the time to the first request the server sees from starting
@@ -117,13 +119,44 @@ def _in_fresh_process(job: Any) -> tuple[float, Any]:
     return start, result
 
 
-#: RSS samples (prompts done, MB), peak RSS MB, seconds to the end of the loop, to the end
-Memory = tuple[list[tuple[int, float]], float, float, float]
+#: RSS samples (prompts done, MB), peak RSS MB, seconds to the end of the loop, to the end,
+#: and the outputs stage's RSS MB at its start and its peak RSS MB
+Memory = tuple[list[tuple[int, float]], float, float, float, float, float]
+
+
+def _status_mb(key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (the peak RSS) of this process, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1e3  # kB
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+class _OutputsPeak:
+    """``RunDir.write_outputs`` wrapped: the RSS when it starts and its own peak RSS (the
+    kernel's peak is reset as it starts: ``clear_refs`` 5, Linux 4.0 and later)."""
+
+    def __init__(self) -> None:
+        from arbitrage.rundir import RunDir
+
+        self.start_mb = self.peak_mb = 0.0
+        write = RunDir.write_outputs
+
+        def measured(run_dir: RunDir, *args: Any, **kwargs: Any) -> None:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.start_mb = _status_mb("VmRSS")
+            try:
+                write(run_dir, *args, **kwargs)
+            finally:
+                self.peak_mb = _status_mb("VmHWM")
+
+        RunDir.write_outputs = measured  # type: ignore[method-assign]
 
 
 class _Memory:
     """One run of ``n`` prompts, from a pool file: (RSS samples, peak RSS MB over the whole
-    run with its outputs, seconds to the end of the loop, seconds to the end)."""
+    run with its outputs, seconds to the end of the loop, seconds to the end, the RSS MB
+    as the outputs stage starts, its peak RSS MB)."""
 
     def __init__(self, url: str, pool: Path, out: Path, router: str) -> None:
         self.url, self.pool, self.out, self.router = url, pool, out, router
@@ -134,11 +167,19 @@ class _Memory:
         from arbitrage.commands.run import run_config
 
         meter = _Meter()
+        outputs = _OutputsPeak()
         start = time.monotonic()
         run_config(_config(self.out, self.pool, self.url, self.router), progress=meter)  # type: ignore[arg-type]
         end = time.monotonic()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
-        return meter.samples, peak, meter.last - start, end - start
+        return (
+            meter.samples,
+            peak,
+            meter.last - start,
+            end - start,
+            outputs.start_mb,
+            outputs.peak_mb,
+        )
 
 
 class _Resume:
@@ -255,7 +296,7 @@ def main() -> None:
         for n, first, after_imports, whole, peak in resumed:
             print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
     if ran is not None:
-        samples, peak, loop_s, whole_s = ran
+        samples, peak, loop_s, whole_s, outputs_start, outputs_peak = ran
         base = samples[0][1]
         print(f"\nmemory over a {args.prompts:,}-prompt run (router {args.router}): RSS growth")
         print(f"over the RSS when the first window was committed ({base:.0f} MB)")
@@ -272,6 +313,11 @@ def main() -> None:
         per = (last_rss - base) * 1e6 / max(1, last_done - first_done)
         print(f"growth per finished prompt over the loop: {per:.0f} bytes")
         print(f"peak RSS with the outputs written at the end: {peak:.0f} MB")
+        print(
+            f"outputs stage: RSS {outputs_start:.0f} MB as it starts, peak {outputs_peak:.0f} MB"
+            f" (+{outputs_peak - outputs_start:.0f} MB, "
+            f"{(outputs_peak - outputs_start) * 1e6 / args.prompts:.0f} bytes a prompt)"
+        )
         print(f"loop {loop_s:.0f} s, whole run {whole_s:.0f} s")
 
 
