@@ -7,6 +7,7 @@ run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,8 +32,14 @@ class _Record:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _field_names(cls)  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    # once a class: a run's outputs parse every outcome in each of their passes
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _plain(value: Any) -> Any:
