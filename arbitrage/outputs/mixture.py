@@ -205,37 +205,46 @@ def make_mixture(
     def live_rows() -> Iterator[dict[str, Any]]:
         return iter(OutcomeRows(outcomes, [m.position for m in live], _row))
 
-    # a conversation's row is its deepest turn with a winner
-    picks = final_turn_indices(outcomes)
-    positions = range(len(outcomes)) if picks is None else picks
-    finals = iter(outcomes) if picks is None else iter(OutcomeRows(outcomes, picks, _itself))
-    live: list[RowMeta] = []
-    for i, outcome in zip(positions, finals, strict=True):
-        row = mixture_row(outcome)
-        best = outcome.best
-        if row is None or best is None:
+    def winners(found: Iterable[tuple[int, Outcome]]) -> tuple[list[RowMeta], bool]:
+        """The rows whose answer passes the answer checks, and whether an outcome was a
+        turn of a conversation."""
+        live: list[RowMeta] = []
+        turns = False
+        for i, outcome in found:
             prompt = outcome.prompt
-            drop(prompt.id, prompt.language, prompt.task, "", "no_winner")
-            continue
-        text = best.generation.text
-        reason = best.generation.status if not best.generation.ok else None
-        reason = reason or answer_check(
-            text,
-            finish_reason=best.generation.finish_reason,
-            min_chars=cfg.min_chars,
-            max_chars=cfg.max_chars,
-            refusals=cfg.drop_refusals,
-            boilerplate=cfg.drop_boilerplate,
-        )
-        if reason is None and cfg.min_language_fidelity is not None:
-            score = fidelity_of(text, outcome.prompt.language, best.reward_details, fidelity)
-            if score < cfg.min_language_fidelity:
-                reason = "language"
-        if reason is not None:
-            prompt = outcome.prompt
-            drop(prompt.id, prompt.language, prompt.task, best.teacher, reason)
-            continue
-        live.append(RowMeta.of(i, row))
+            turns = turns or "turn" in prompt.meta
+            row = mixture_row(outcome)
+            best = outcome.best
+            if row is None or best is None:
+                drop(prompt.id, prompt.language, prompt.task, "", "no_winner")
+                continue
+            text = best.generation.text
+            reason = best.generation.status if not best.generation.ok else None
+            reason = reason or answer_check(
+                text,
+                finish_reason=best.generation.finish_reason,
+                min_chars=cfg.min_chars,
+                max_chars=cfg.max_chars,
+                refusals=cfg.drop_refusals,
+                boilerplate=cfg.drop_boilerplate,
+            )
+            if reason is None and cfg.min_language_fidelity is not None:
+                score = fidelity_of(text, prompt.language, best.reward_details, fidelity)
+                if score < cfg.min_language_fidelity:
+                    reason = "language"
+            if reason is not None:
+                drop(prompt.id, prompt.language, prompt.task, best.teacher, reason)
+                continue
+            live.append(RowMeta.of(i, row))
+        return live, turns
+
+    live, turns = winners(enumerate(outcomes))
+    positions: Sequence[int] = range(len(outcomes))
+    if turns:  # a conversation's row is its deepest turn with a winner: those, again
+        dropped.clear()
+        reasons.clear()
+        positions = final_turn_indices(outcomes) or []
+        live, _ = winners(zip(positions, OutcomeRows(outcomes, positions, _itself), strict=True))
 
     eval_sets: dict[str, dict[str, int]] = {}
     if cfg.decontaminate:
@@ -251,26 +260,30 @@ def make_mixture(
                 drop_row(meta, "contaminated", eval_set=name)
         live = [meta for meta, name in zip(live, sets, strict=True) if name is None]
 
-    # Near-duplicates: the higher-reward row of a duplicate set is the one kept.
-    for kind, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)):
-        if not on or not live:
+    # Near-duplicates: the higher-reward row of a duplicate set is the one kept. Each
+    # kind's texts, from one pass; those too short to compare are never held.
+    kinds = [k for k, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)) if on]
+    short = cfg.dedup.min_chars
+    sides: dict[str, list[str]] = {kind: [] for kind in kinds}
+    for row in live_rows() if kinds else ():
+        for kind in kinds:
+            text = _side(row["messages"], kind)
+            sides[kind].append(text if short == 0 or len(text.strip()) >= short else "")
+    for kind in kinds:
+        if not live:
             continue
         order = sorted(range(len(live)), key=lambda i: -live[i].reward)
-        # one kind's texts at a time; those too short to compare are never held
-        short = cfg.dedup.min_chars
-        sides = [_side(row["messages"], kind) for row in live_rows()]
-        sides = [t if short == 0 or len(t.strip()) >= short else "" for t in sides]
-        texts = [sides[i] for i in order]
-        del sides
+        texts = [sides[kind][i] for i in order]
         langs = [live[i].language for i in order]
-        hits = near_duplicates(
-            texts, langs, threshold=cfg.dedup.threshold, min_chars=cfg.dedup.min_chars
-        )
+        hits = near_duplicates(texts, langs, threshold=cfg.dedup.threshold, min_chars=short)
         del texts
         gone = {order[j] for j in hits}
         for i in sorted(gone):
             drop_row(live[i], f"duplicate_{kind}")
         live = [meta for i, meta in enumerate(live) if i not in gone]
+        for other in kinds:
+            sides[other] = [t for i, t in enumerate(sides[other]) if i not in gone]
+    del sides
 
     pairs, pairs_dropped = build_pairs(
         outcomes, reasons, min_margin=cfg.preference_pairs.min_margin, order=teacher_order
