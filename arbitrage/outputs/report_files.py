@@ -14,7 +14,7 @@ import html
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from arbitrage.config import RunConfig
 from arbitrage.errors import DataError
 from arbitrage.outputs.browser import browser_html, heat_table, write_samples
 from arbitrage.outputs.mixture import Mixture, make_mixture
-from arbitrage.outputs.report import samples_fusion_lines, summarise, text_stats, win_cells
+from arbitrage.outputs.report import WinCells, samples_fusion_lines, summarise, text_stats
 from arbitrage.records import Outcome
 
 FIGURES = ("win_rate_language", "win_rate_task", "rewards", "cost_tokens")
@@ -80,10 +80,10 @@ def write_report(
             summary = {}
     summary.update(summarise(outcomes, teachers))
     summary.update(extra or {})
-    tokens = _tokens(outcomes)
+    tokens, by_teacher, cells = _per_candidate(outcomes)
     for name, row in summary["teachers"].items():
         row.update(tokens.get(name, {}))
-    summary["win_rate"] = {by: win_cells(outcomes, by) for by in ("language", "task")}
+    summary["win_rate"] = cells
     summary["mixture"] = mixture.counts()
     summary["text"] = text_stats(mixture.rows)
 
@@ -100,11 +100,6 @@ def write_report(
             axis=by,
             title=f"Win rate per {by} × teacher\n(prompts with two or more scored answers)",
         )
-    by_teacher: defaultdict[str, list[float]] = defaultdict(list)
-    for outcome in outcomes:
-        for cand in outcome.candidates:
-            if cand.reward is not None:
-                by_teacher[cand.teacher].append(cand.reward)
     by_language: defaultdict[str, list[float]] = defaultdict(list)
     for row in mixture.kept():
         by_language[row.language].append(row.reward)
@@ -121,16 +116,25 @@ def write_report(
     return Report(summary=summary, paths=paths)
 
 
-def _tokens(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
+def _per_candidate(
+    outcomes: Iterable[Outcome],
+) -> tuple[dict[str, dict[str, int]], dict[str, list[float]], dict[str, Any]]:
+    """From one pass: tokens per teacher, every scored answer's reward per teacher (the
+    rewards figure), and the win cells per language and per task (``report.win_cells``)."""
     tokens: defaultdict[str, dict[str, int]] = defaultdict(
         lambda: {"prompt_tokens": 0, "completion_tokens": 0}
     )
+    by_teacher: defaultdict[str, list[float]] = defaultdict(list)
+    wins = WinCells(("language", "task"))
     for outcome in outcomes:
         for cand in outcome.candidates:
             usage = cand.generation.usage
             tokens[cand.teacher]["prompt_tokens"] += usage.prompt_tokens
             tokens[cand.teacher]["completion_tokens"] += usage.completion_tokens
-    return dict(tokens)
+            if cand.reward is not None:
+                by_teacher[cand.teacher].append(cand.reward)
+        wins.add(outcome)
+    return dict(tokens), by_teacher, wins.result()
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
