@@ -10,7 +10,8 @@ from typing import Any
 
 from arbitrage.config import RunConfig
 from arbitrage.errors import ArbitrageError
-from arbitrage.outputs.mixture import Mixture, RowMeta
+from arbitrage.outputs.kept import RowMeta
+from arbitrage.outputs.mixture import Mixture
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

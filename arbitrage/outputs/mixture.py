@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from arbitrage.config import MixtureConfig
 from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
+from arbitrage.outputs.kept import Kept, RowMeta
 from arbitrage.prompts.conversation import final_turn_indices
 from arbitrage.records import Outcome
 from arbitrage.run_outcomes import OutcomeRows
@@ -69,40 +71,13 @@ def _fused_from(outcome: Outcome) -> list[dict[str, Any]]:
     return list(fusion.sources) if fusion is not None and fusion.kept else []
 
 
-class RowMeta(NamedTuple):
-    """What the quotas, the counts and the card read of a row: its outcome's position
-    in ``outcomes`` and a few short values, not the row's texts."""
-
-    position: int
-    prompt_id: str
-    language: str
-    task: str
-    teacher: str
-    reward: float
-    basis: str
-    fused: bool
-
-    @classmethod
-    def of(cls, position: int, row: dict[str, Any]) -> RowMeta:
-        return cls(
-            position,
-            row["prompt_id"],
-            row["language"],
-            row["task"],
-            row["teacher"],
-            row["reward"],
-            str(row.get("basis", "model")),
-            bool(row.get("fused_from")),
-        )
-
-
 @dataclass
 class Mixture:
     """The kept SFT rows, the preference pairs, and why everything else was dropped.
 
     ``rows`` and ``pairs`` are made again from the outcomes each time they are read
     (``arbitrage.run_outcomes.OutcomeRows``): a mixture holds the dropped rows and a
-    ``RowMeta`` a kept row (``kept()``), never the texts.
+    ``RowMeta`` a kept row (``kept()``, ``arbitrage.outputs.kept``), never the texts.
     """
 
     rows: Sequence[dict[str, Any]]
@@ -119,17 +94,17 @@ class Mixture:
         """Each row's ``RowMeta``, in row order, without making the rows."""
         if isinstance(self.rows, MixtureRows):
             return self.rows.meta
-        return [RowMeta.of(-1, row) for row in self.rows]
+        return Kept(RowMeta.of(-1, row) for row in self.rows)
 
     def sft(self) -> Dataset:
         """The rows as an HF ``Dataset`` (``messages`` column: TRL's SFTTrainer loads it as is)."""
-        return rowsto_dataset(self.rows)
+        return rows_to_dataset(self.rows)
 
     def preference(self) -> Dataset:
         """The pairs as an HF ``Dataset`` in TRL's conversational preference format."""
-        from arbitrage.outputs.preference import pairsto_dataset
+        from arbitrage.outputs.preference import pairs_to_dataset
 
-        return pairsto_dataset(self.pairs)
+        return pairs_to_dataset(self.pairs)
 
     def contaminated(self) -> dict[str, int]:
         """Rows dropped as ``contaminated``, per eval set (every configured set listed)."""
@@ -166,8 +141,9 @@ def make_mixture(
     """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
 
     ``outcomes`` is read in passes (a few, plus one a filter that compares texts), and
-    what is kept of it is a ``RowMeta`` a row and each dropped row: a run's
-    ``RunOutcomes`` is never held in memory. The mixture's rows and pairs read it again.
+    what is kept of it is a ``RowMeta`` a row (``Kept``: by column) and each dropped
+    row: a run's ``RunOutcomes`` is never held in memory. The mixture's rows and pairs
+    read it again.
 
     Args:
         outcomes: A run's outcomes, in pool order.
@@ -191,24 +167,28 @@ def make_mixture(
         dropped.append(
             {
                 "prompt_id": prompt_id,
-                "language": language,
-                "task": task,
-                "teacher": teacher,
+                "language": sys.intern(language),
+                "task": sys.intern(task),
+                "teacher": sys.intern(teacher),
                 "reason": reason,
                 **extra,
             }
         )
 
-    def drop_row(meta: RowMeta, reason: str, **extra: str) -> None:
-        drop(meta.prompt_id, meta.language, meta.task, meta.teacher, reason, **extra)
+    def drop_rows(rows: Kept, reason: str, extra: Sequence[dict[str, str]] = ()) -> None:
+        """Drop ``rows`` (``extra``: more keys for each), their prompt ids read again
+        from ``outcomes``, in one pass."""
+        more = iter(extra)
+        for meta, prompt_id in zip(rows, _ids(outcomes, rows.position), strict=True):
+            drop(prompt_id, meta.language, meta.task, meta.teacher, reason, **next(more, {}))
 
     def live_rows() -> Iterator[dict[str, Any]]:
-        return iter(OutcomeRows(outcomes, [m.position for m in live], _row))
+        return iter(OutcomeRows(outcomes, live.position, _row))
 
-    def winners(found: Iterable[tuple[int, Outcome]]) -> tuple[list[RowMeta], bool]:
+    def winners(found: Iterable[tuple[int, Outcome]]) -> tuple[Kept, bool]:
         """The rows whose answer passes the answer checks, and whether an outcome was a
         turn of a conversation."""
-        live: list[RowMeta] = []
+        live = Kept()
         turns = False
         for i, outcome in found:
             prompt = outcome.prompt
@@ -255,10 +235,9 @@ def make_mixture(
         eval_sets = {i.name: {"items": i.items, "short": i.short} for i in indexes}
         messages = ([m["content"] for m in row["messages"]] for row in live_rows())
         sets = contaminated(messages, indexes, n)
-        for meta, name in zip(live, sets, strict=True):
-            if name is not None:
-                drop_row(meta, "contaminated", eval_set=name)
-        live = [meta for meta, name in zip(live, sets, strict=True) if name is None]
+        hit = [i for i, name in enumerate(sets) if name is not None]
+        drop_rows(live.select(hit), "contaminated", [{"eval_set": sets[i] or ""} for i in hit])
+        live = live.select(i for i, name in enumerate(sets) if name is None)
 
     # Near-duplicates: the higher-reward row of a duplicate set is the one kept. Each
     # kind's texts, from one pass; those too short to compare are never held.
@@ -272,15 +251,15 @@ def make_mixture(
     for kind in kinds:
         if not live:
             continue
-        order = sorted(range(len(live)), key=lambda i: -live[i].reward)
+        rewards, languages = live.reward, live.column("language")
+        order = sorted(range(len(live)), key=lambda i: -rewards[i])
         texts = [sides[kind][i] for i in order]
-        langs = [live[i].language for i in order]
+        langs = [languages[i] for i in order]
         hits = near_duplicates(texts, langs, threshold=cfg.dedup.threshold, min_chars=short)
-        del texts
+        del texts, langs, languages
         gone = {order[j] for j in hits}
-        for i in sorted(gone):
-            drop_row(live[i], f"duplicate_{kind}")
-        live = [meta for i, meta in enumerate(live) if i not in gone]
+        drop_rows(live.select(sorted(gone)), f"duplicate_{kind}")
+        live = live.select(i for i in range(len(live)) if i not in gone)
         for other in kinds:
             sides[other] = [t for i, t in enumerate(sides[other]) if i not in gone]
     del sides
@@ -297,8 +276,10 @@ def make_mixture(
         ("language", cfg.per_language, "quota_language"),
         ("task", cfg.per_task, "quota_task"),
     ):
+        if not caps:  # no cap: every row stays
+            continue
         keep: set[int] = set()
-        values = [getattr(row, key) for row in rows]
+        values = rows.column(key)
         for value, group in _group(range(len(rows)), values.__getitem__).items():
             cap = caps.get(value)
             if cap is None:
@@ -307,15 +288,12 @@ def make_mixture(
             if len(group) < cap:
                 shortfall[f"{key}:{value}"] = cap - len(group)
             keep.update(_balanced_pick(group, cap, rows))
-        rows = _apply(rows, keep, reason, dropped)
-    rows = _apply(
-        rows,
-        _teacher_share(rows, cfg.max_share_per_teacher, teacher_order),
-        "quota_teacher",
-        dropped,
-    )
+        rows = _apply(rows, keep, reason, drop_rows)
+    if cfg.max_share_per_teacher < 1.0:
+        keep = _teacher_share(rows, cfg.max_share_per_teacher, teacher_order)
+        rows = _apply(rows, keep, "quota_teacher", drop_rows)
     if targets is not None:
-        rows = _apply(rows, _within_targets(rows, targets), "over_target", dropped)
+        rows = _apply(rows, _within_targets(rows, targets), "over_target", drop_rows)
     return Mixture(
         rows=MixtureRows(outcomes, rows),
         pairs=pairs,
@@ -407,29 +385,28 @@ def _teacher_share(rows: Sequence[RowMeta], share: float, order: Sequence[str]) 
     return keep
 
 
-def _apply(
-    rows: list[RowMeta], keep: set[int], reason: str, dropped: list[dict[str, str]]
-) -> list[RowMeta]:
-    for i, row in enumerate(rows):
-        if i not in keep:
-            dropped.append(
-                {
-                    "prompt_id": row.prompt_id,
-                    "language": row.language,
-                    "task": row.task,
-                    "teacher": row.teacher,
-                    "reason": reason,
-                }
-            )
-    return [row for i, row in enumerate(rows) if i in keep]
+def _apply(rows: Kept, keep: set[int], reason: str, drop_rows: Callable[[Kept, str], None]) -> Kept:
+    drop_rows(rows.select(i for i in range(len(rows)) if i not in keep), reason)
+    return rows.select(i for i in range(len(rows)) if i in keep)
+
+
+def _ids(outcomes: Sequence[Outcome], positions: Sequence[int]) -> list[str]:
+    """The prompt ids of the outcomes at ``positions``, read in one ordered pass."""
+    ordered = sorted(set(positions))
+    found = dict(zip(ordered, OutcomeRows(outcomes, ordered, _prompt_id), strict=True))
+    return [found[p] for p in positions]
+
+
+def _prompt_id(outcome: Outcome) -> str:
+    return outcome.prompt.id
 
 
 class MixtureRows(OutcomeRows[dict[str, Any]]):
     """The mixture's rows (``mixture_row`` of each kept outcome, made when read) and
     their ``RowMeta`` (``meta``), which the counts and the card read instead."""
 
-    def __init__(self, outcomes: Sequence[Outcome], meta: list[RowMeta]) -> None:
-        super().__init__(outcomes, [m.position for m in meta], _row)
+    def __init__(self, outcomes: Sequence[Outcome], meta: Kept) -> None:
+        super().__init__(outcomes, meta.position, _row)
         self.meta = meta
 
 
@@ -451,7 +428,7 @@ def to_dataset(rows: Iterable[dict[str, Any]], features: Features) -> Dataset:
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
-def rowsto_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
+def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
     """SFT rows as an HF ``Dataset`` with a fixed schema (so an empty mixture still has columns)."""
     from datasets import Features, List, Value
 
@@ -500,11 +477,15 @@ def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sets = {"mixture": data.sft() if isinstance(data, Mixture) else data}
+    # one set's dataset at a time: each is made when it is written, then let go
+    sets: dict[str, Callable[[], Dataset]] = {
+        "mixture": data.sft if isinstance(data, Mixture) else lambda: data
+    }
     if isinstance(data, Mixture):
-        sets["preference"] = data.preference()
+        sets["preference"] = data.preference
     paths: dict[str, Path] = {}
-    for name, ds in sets.items():
+    for name, make in sets.items():
+        ds = make()
         folder = out / ("dataset" if name == "mixture" else name)
         # An empty set still gets one (empty) shard, else load_from_disk cannot read it.
         ds.save_to_disk(str(folder), num_shards=1 if len(ds) == 0 else None)

@@ -119,7 +119,7 @@ def _reward(cand: Candidate) -> float:
     return float(cand.reward) if cand.reward is not None else float("-inf")
 
 
-def pairsto_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
+def pairs_to_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
     """Pairs as an HF ``Dataset`` with a fixed schema (TRL's DPOTrainer takes it as is)."""
     from datasets import Features, List, Value
 

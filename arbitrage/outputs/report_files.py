@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -118,13 +119,13 @@ def write_report(
 
 def _per_candidate(
     outcomes: Iterable[Outcome],
-) -> tuple[dict[str, dict[str, int]], dict[str, list[float]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, int]], dict[str, array[float]], dict[str, Any]]:
     """From one pass: tokens per teacher, every scored answer's reward per teacher (the
     rewards figure), and the win cells per language and per task (``report.win_cells``)."""
     tokens: defaultdict[str, dict[str, int]] = defaultdict(
         lambda: {"prompt_tokens": 0, "completion_tokens": 0}
     )
-    by_teacher: defaultdict[str, list[float]] = defaultdict(list)
+    by_teacher: defaultdict[str, array[float]] = defaultdict(lambda: array("d"))
     wins = WinCells(("language", "task"))
     for outcome in outcomes:
         for cand in outcome.candidates:
