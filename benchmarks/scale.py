@@ -1,7 +1,7 @@
 """A run's memory and its resume time as the run grows.
 
     python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--repeat 1]
-                               [--router reward]
+                               [--outputs 1000000] [--router reward]
 
 Every measurement runs in a fresh process (as a rerun of ``arbitrage run`` does), against
 a loopback server that answers at once, in its own process; the config is one teacher
@@ -13,6 +13,11 @@ committed, with the growth per finished prompt, the peak RSS once the outputs ar
 written at the end, and the outputs stage's own peak (``RunDir.write_outputs``: the
 kernel's peak RSS is reset as it starts) over the RSS it starts from. ``--resume``
 with no numbers measures memory only.
+
+Outputs: ``--outputs N`` runs the outputs stage alone (the end of ``arbitrage run``:
+``RunDir.final_outcomes`` and ``RunDir.write_outputs``) on a run directory of N prompts,
+every one finished, its outcomes written as ``--resume`` writes them; the seconds it
+takes, the RSS as it starts and its peak.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
 writes them) and 1,000 to go; the time to the first request the server sees from starting
@@ -133,24 +138,60 @@ def _status_mb(key: str) -> float:
 
 
 class _OutputsPeak:
-    """``RunDir.write_outputs`` wrapped: the RSS when it starts and its own peak RSS (the
-    kernel's peak is reset as it starts: ``clear_refs`` 5, Linux 4.0 and later)."""
+    """The RSS as the outputs stage starts and its own peak RSS: the kernel's peak is
+    reset as it starts (``clear_refs`` 5, Linux 4.0 and later). ``wrap()`` measures
+    ``RunDir.write_outputs`` whenever a run calls it."""
 
     def __init__(self) -> None:
+        self.start_mb = self.peak_mb = 0.0
+
+    def start(self) -> None:
+        Path("/proc/self/clear_refs").write_text("5")
+        self.start_mb = _status_mb("VmRSS")
+
+    def stop(self) -> None:
+        self.peak_mb = _status_mb("VmHWM")
+
+    def wrap(self) -> _OutputsPeak:
         from arbitrage.rundir import RunDir
 
-        self.start_mb = self.peak_mb = 0.0
         write = RunDir.write_outputs
 
         def measured(run_dir: RunDir, *args: Any, **kwargs: Any) -> None:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.start_mb = _status_mb("VmRSS")
+            self.start()
             try:
                 write(run_dir, *args, **kwargs)
             finally:
-                self.peak_mb = _status_mb("VmHWM")
+                self.stop()
 
         RunDir.write_outputs = measured  # type: ignore[method-assign]
+        return self
+
+
+class _Outputs:
+    """The outputs stage alone, as ``arbitrage run`` ends, on a run directory whose every
+    prompt is finished (``outs``: the warm-up's, which loads every module the stage
+    does, then the measured one's): (seconds, the RSS MB as it starts, its peak RSS MB)."""
+
+    def __init__(self, url: str, outs: list[tuple[Path, Path]], router: str) -> None:
+        self.url, self.outs, self.router = url, outs, router
+
+    def __call__(self) -> tuple[float, float, float]:
+        from arbitrage.pipeline import RunResult
+        from arbitrage.rundir import RunDir
+
+        peak = _OutputsPeak()
+        seconds = 0.0
+        for pool, out in self.outs:
+            config = _config(out, pool, self.url, self.router)
+            run_dir = RunDir(config.out)
+            peak.start()
+            start = time.monotonic()
+            result = RunResult(outcomes=run_dir.final_outcomes(), teachers=["t1"], router="x")
+            run_dir.write_outputs(config, result)
+            seconds = time.monotonic() - start
+            peak.stop()
+        return seconds, peak.start_mb, peak.peak_mb
 
 
 class _Memory:
@@ -167,7 +208,7 @@ class _Memory:
         from arbitrage.commands.run import run_config
 
         meter = _Meter()
-        outputs = _OutputsPeak()
+        outputs = _OutputsPeak().wrap()
         start = time.monotonic()
         run_config(_config(self.out, self.pool, self.url, self.router), progress=meter)  # type: ignore[arg-type]
         end = time.monotonic()
@@ -231,6 +272,37 @@ def memory(url: str, n: int, router: str, tmp: Path) -> Memory:
     return result  # type: ignore[no-any-return]
 
 
+def _finished(url: str, pool: Path, out: Path, router: str, done: int, total: int) -> Any:
+    """A run directory (its ``RunDir``) of a pool of ``total`` prompts, the first ``done``
+    finished (outcomes written as a run writes them)."""
+    from arbitrage.records import Candidate, Generation, Outcome, dumps
+    from arbitrage.rundir import RunDir
+
+    _write_pool(pool, total)
+    config = _config(out, pool, url, router)
+    run_dir = RunDir(config.out)
+    run_dir.prepare(config)
+    prompts = _prompts(total)
+    run_dir.save_prompts(prompts)
+    with (run_dir.path / "outcomes.jsonl").open("w", encoding="utf-8") as fh:
+        for p in prompts[:done]:
+            gen = Generation(p.id, "t1", "openai/t1", text="A short answer.", finish_reason="stop")
+            fh.write(dumps(Outcome(p, (Candidate(gen, 5.0, {}),), "t1", "all")) + "\n")
+    return run_dir
+
+
+def outputs(url: str, n: int, router: str, tmp: Path) -> tuple[float, float, float]:
+    """The outputs stage alone on a run directory with ``n`` prompts, all finished:
+    seconds, the RSS MB as it starts, its peak RSS MB."""
+    outs = [(tmp / f"outputs-{k}.jsonl", tmp / f"outputs-{k}") for k in (10, n)]
+    for (pool, out), k in zip(outs, (10, n), strict=True):
+        _finished(url, pool, out, router, k, k)
+    _, result = _in_fresh_process(_Outputs(url, outs, router))
+    for _, out in outs:
+        shutil.rmtree(out)
+    return result  # type: ignore[no-any-return]
+
+
 def resume(
     url: str, done: int, router: str, tmp: Path, repeat: int = 1
 ) -> tuple[float, float, float, float]:
@@ -238,21 +310,8 @@ def resume(
     fresh process to the first new request (imports included), the same once every module
     is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
     the run, and its peak RSS MB."""
-    from arbitrage.records import Candidate, Generation, Outcome, dumps
-    from arbitrage.rundir import RunDir
-
     pool = tmp / f"resume-{done}.jsonl"
-    _write_pool(pool, done + 1000)
-    config = _config(tmp / f"resume-{done}", pool, url, router)
-    run_dir = RunDir(config.out)
-    run_dir.prepare(config)
-    prompts = _prompts(done + 1000)
-    run_dir.save_prompts(prompts)
-    with (run_dir.path / "outcomes.jsonl").open("w", encoding="utf-8") as fh:
-        for p in prompts[:done]:
-            gen = Generation(p.id, "t1", "openai/t1", text="A short answer.", finish_reason="stop")
-            fh.write(dumps(Outcome(p, (Candidate(gen, 5.0, {}),), "t1", "all")) + "\n")
-    del prompts
+    run_dir = _finished(url, pool, tmp / f"resume-{done}", router, done, done + 1000)
     copies = [tmp / f"resume-{done}-warm-{i}" for i in range(repeat)]
     for copy in copies:
         shutil.copytree(run_dir.path, copy)
@@ -270,6 +329,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--resume", type=int, nargs="*", default=[20_000, 80_000])
+    parser.add_argument(
+        "--outputs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="the outputs stage alone on a finished run of N prompts (its outcomes written "
+        "directly, as --resume writes them)",
+    )
     parser.add_argument("--router", default="reward")
     parser.add_argument(
         "--repeat",
@@ -283,6 +350,7 @@ def main() -> None:
         with loopback_server(0) as url:
             resumed = [(n, *resume(url, n, args.router, tmp, args.repeat)) for n in args.resume]
             ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
+            alone = [(n, *outputs(url, n, args.router, tmp)) for n in args.outputs]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if resumed:
@@ -295,6 +363,12 @@ def main() -> None:
         )
         for n, first, after_imports, whole, peak in resumed:
             print(f"{n:>8,} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f} {peak:>12.0f}")
+    if alone:
+        print("\noutputs stage alone on a finished run of N prompts (one teacher, a judge)")
+        print(f"{'prompts':>10} {'seconds':>8} {'RSS at start MB':>16} {'peak RSS MB':>12} growth")
+        for n, seconds, start_mb, peak_mb in alone:
+            growth = f"{peak_mb - start_mb:.0f} MB, {(peak_mb - start_mb) * 1e6 / n:.0f} B/prompt"
+            print(f"{n:>10,} {seconds:>8.0f} {start_mb:>16.0f} {peak_mb:>12.0f} {growth}")
     if ran is not None:
         samples, peak, loop_s, whole_s, outputs_start, outputs_peak = ran
         base = samples[0][1]
