@@ -118,3 +118,12 @@ class OutcomeRows(Sequence[T]):
         if isinstance(self.outcomes, RunOutcomes):
             return map(self.make, self.outcomes.at(self.indices))
         return (self.make(self.outcomes[i]) for i in self.indices)
+
+
+def subset(outcomes: Sequence[Outcome], indices: Sequence[int]) -> OutcomeRows[Outcome]:
+    """The outcomes at ``indices``, in that order, read when they are used."""
+    return OutcomeRows(outcomes, indices, _itself)
+
+
+def _itself(outcome: Outcome) -> Outcome:
+    return outcome

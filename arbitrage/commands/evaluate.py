@@ -24,7 +24,7 @@ from typing import Any
 from arbitrage import schedule
 from arbitrage.errors import DataError
 from arbitrage.records import Outcome, pick_winner
-from arbitrage.run_outcomes import OutcomeRows
+from arbitrage.run_outcomes import subset
 from routers.base import Router, escalated
 
 
@@ -215,7 +215,7 @@ def samples_summary(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dic
     reward of each prompt's answer (the kept fused answer, else the best candidate)."""
     k = samples_of(outcomes)
     # found again at each pass: a run's outcomes are read from disk (RunOutcomes), not held
-    full = OutcomeRows(
+    full = subset(
         outcomes,
         array(
             "q",
@@ -230,7 +230,6 @@ def samples_summary(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dic
                 and {c.teacher for c in o.candidates} >= set(teachers)
             ),
         ),
-        _itself,
     )
     out: dict[str, Any] = {"samples": k, "prompts": len(full)}
     if not full:
@@ -241,10 +240,6 @@ def samples_summary(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dic
         float(o.best.reward or 0.0) if o.best is not None else 0.0 for o in full
     ) / len(full)
     return out
-
-
-def _itself(outcome: Outcome) -> Outcome:
-    return outcome
 
 
 def samples_in(outcome: Outcome, teacher: str) -> int:

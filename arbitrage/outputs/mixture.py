@@ -24,7 +24,7 @@ from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
 from arbitrage.outputs.kept import Kept, RowMeta
 from arbitrage.prompts.conversation import final_turn_indices
 from arbitrage.records import Outcome
-from arbitrage.run_outcomes import OutcomeRows
+from arbitrage.run_outcomes import OutcomeRows, subset
 from reward.verifiers.basis import basis
 
 if TYPE_CHECKING:
@@ -140,10 +140,10 @@ def make_mixture(
 ) -> Mixture:
     """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
 
-    ``outcomes`` is read in passes (a few, plus one a filter that compares texts), and
-    what is kept of it is a ``RowMeta`` a row (``Kept``: by column) and each dropped
-    row: a run's ``RunOutcomes`` is never held in memory. The mixture's rows and pairs
-    read it again.
+    ``outcomes`` is read in a few passes (one more for decontamination and one for
+    near-duplicates, which read the kept rows' texts); what is kept of it is a
+    ``RowMeta`` a row (``Kept``: by column) and each dropped row, so a run's
+    ``RunOutcomes`` is never held in memory. The mixture's rows and pairs read it again.
 
     Args:
         outcomes: A run's outcomes, in pool order.
@@ -224,7 +224,7 @@ def make_mixture(
         dropped.clear()
         reasons.clear()
         positions = final_turn_indices(outcomes) or []
-        live, _ = winners(zip(positions, OutcomeRows(outcomes, positions, _itself), strict=True))
+        live, _ = winners(zip(positions, subset(outcomes, positions), strict=True))
 
     eval_sets: dict[str, dict[str, int]] = {}
     if cfg.decontaminate:
@@ -310,10 +310,6 @@ def _row(outcome: Outcome) -> dict[str, Any]:
     row = mixture_row(outcome)
     assert row is not None  # a kept row's outcome has a winner
     return row
-
-
-def _itself(outcome: Outcome) -> Outcome:
-    return outcome
 
 
 def _side(messages: list[dict[str, str]], kind: str) -> str:
