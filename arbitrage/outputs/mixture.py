@@ -461,6 +461,14 @@ def build_mixture(outcomes: Sequence[Outcome], config: MixtureConfig | None = No
     return make_mixture(outcomes, config).sft()
 
 
+def _release_arrow_memory() -> None:
+    """Hand the pages of freed Arrow tables back to the system: Arrow's allocator
+    (mimalloc, jemalloc) keeps them, and what follows a dataset would start from them."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path]:
     """Write the mixture under ``out_dir``.
 
@@ -490,6 +498,8 @@ def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path
         paths[name if name == "preference" else "dataset"] = folder
         paths[f"{name}_jsonl"] = out / f"{name}.jsonl"
         paths[f"{name}_parquet"] = out / f"{name}.parquet"
+        del ds
+        _release_arrow_memory()
     paths["jsonl"] = paths["mixture_jsonl"]
     if isinstance(data, Mixture):
         paths["dropped"] = out / "dropped.jsonl"
