@@ -146,18 +146,29 @@ def fusion_summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     fused answers that were scored, the fused reward minus the best candidate's (negative:
     fusion lost on average); ``mean_gain_when_won``: the same over the wins only.
     """
-    fused = [o.fusion for o in outcomes if o.fusion is not None]
-    gains = [f.gain for f in fused if f.gain is not None]
+    fused = kept = failed = 0
+    gains: list[float] = []
+    costs: list[float] = []
+    for outcome in outcomes:  # one pass, keeping numbers only: a fusion holds its answer
+        fusion = outcome.fusion
+        if fusion is None:
+            continue
+        fused += 1
+        kept += fusion.kept
+        failed += not fusion.candidate.generation.ok
+        costs.append(fusion.candidate.generation.cost_usd)
+        if fusion.gain is not None:
+            gains.append(fusion.gain)
     won = [g for g in gains if g > 0]
     return {
         "prompts": len(outcomes),
-        "fused": len(fused),
+        "fused": fused,
         "scored": len(gains),
         "won": len(won),
-        "kept": sum(1 for f in fused if f.kept),
+        "kept": kept,
         "win_rate": round(len(won) / len(gains), 4) if gains else None,
         "mean_gain": round(sum(gains) / len(gains), 6) if gains else None,
         "mean_gain_when_won": round(sum(won) / len(won), 6) if won else None,
-        "cost_usd": round(sum(f.candidate.generation.cost_usd for f in fused), 6),
-        "failed": sum(1 for f in fused if not f.candidate.generation.ok),
+        "cost_usd": round(sum(costs), 6),
+        "failed": failed,
     }

@@ -55,9 +55,13 @@ OutcomeSink = Callable[[Sequence[Outcome]], None]
 
 @dataclass
 class RunResult:
-    """What a run produced: one ``Outcome`` per prompt, in pool order."""
+    """What a run produced: one ``Outcome`` per prompt, in pool order.
 
-    outcomes: list[Outcome]
+    ``outcomes`` is a list for ``Arbitrage.arun``; for ``arbitrage run`` it is read from
+    the run directory at each pass (``arbitrage.run_outcomes.RunOutcomes``).
+    """
+
+    outcomes: Sequence[Outcome]
     teachers: list[str]
     router: str
     router_state: dict[str, Any] = field(default_factory=dict)

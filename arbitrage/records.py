@@ -7,10 +7,11 @@ run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -31,8 +32,14 @@ class _Record:
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _field_names(cls)  # type: ignore[arg-type]
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    # once a class: a run's outputs parse every outcome in each of their passes
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _plain(value: Any) -> Any:
@@ -350,11 +357,26 @@ def read_jsonl(
     Raises:
         DataError: ``"<path>:<line>: corrupt <what> row (<reason>)"``.
     """
+    where = f" (from byte {offset})" if offset else ""
+    for n, _, data in scan_jsonl(path, what, start=start, offset=offset):
+        try:
+            yield parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{path}:{n}{where}: corrupt {what} row ({_reason(exc)})") from None
+
+
+def scan_jsonl(
+    path: str | Path, what: str, *, start: int = 0, offset: int = 0
+) -> Generator[tuple[int, int, Any], None, None]:
+    """``read_jsonl``'s rows as decoded JSON (from byte ``offset``), each with its line
+    number and the byte offset its line starts at (``read_jsonl_row`` reads it again
+    from there)."""
     path = Path(path)
     where = f" (from byte {offset})" if offset else ""
     with path.open("rb") as fh:
         fh.seek(offset)
         for n, raw in enumerate(fh, 1):
+            at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
             if start > 0:
@@ -366,10 +388,25 @@ def read_jsonl(
                 if not raw.endswith(b"\n"):  # only the last line can end without one
                     return
                 raise DataError(f"{path}:{n}{where}: corrupt {what} row ({_reason(exc)})") from None
-            try:
-                yield parse(data)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise DataError(f"{path}:{n}{where}: corrupt {what} row ({_reason(exc)})") from None
+            yield n, at, data
+
+
+def read_jsonl_row(fh: BinaryIO, offset: int, parse: Callable[[Any], R], what: str) -> R:
+    """The row of an open JSONL file (``"rb"``) whose line starts at byte ``offset``
+    (``scan_jsonl``), through ``parse``; the file is left just past that line.
+
+    Raises:
+        DataError: ``"<path>: corrupt <what> row at byte <offset> (<reason>)"``.
+    """
+    if fh.tell() != offset:
+        fh.seek(offset)
+    raw = fh.readline()
+    try:
+        return parse(_decode(raw))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(
+            f"{fh.name}: corrupt {what} row at byte {offset} ({_reason(exc)})"
+        ) from None
 
 
 def end_whole_line(path: str | Path) -> None:

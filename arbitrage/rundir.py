@@ -43,6 +43,7 @@ from arbitrage.run_lock import LOCK_NAME
 
 if TYPE_CHECKING:
     from arbitrage.pipeline import RunResult
+    from arbitrage.run_outcomes import RunOutcomes
 
 ENGINE_KEYS = (
     "requests_per_minute",
@@ -209,6 +210,17 @@ class RunDir:
             return iter(())
         return read_jsonl(self.outcomes_path, Outcome.from_dict, "outcome", offset=offset)
 
+    def final_outcomes(self) -> RunOutcomes:
+        """The run's result: each prompt's last outcome written, in pool order (then the
+        follow-up turns'), read from ``outcomes.jsonl`` at each pass, never held."""
+        from arbitrage.prompts.conversation import iter_run_prompts
+        from arbitrage.run_outcomes import RunOutcomes
+
+        def prompt_ids() -> Iterator[str]:
+            return (prompt.id for prompt in iter_run_prompts(self))
+
+        return RunOutcomes(self.outcomes_path, prompt_ids)
+
     def mend_outcomes(self) -> None:
         """Before a resumed run appends: cut a torn last line off ``outcomes.jsonl`` in place
         (the rows before it are not rewritten), so the next row starts on a line of its own.
@@ -269,7 +281,9 @@ class RunDir:
         self, config: RunConfig, result: RunResult, *, extra: dict[str, Any] | None = None
     ) -> None:
         """The mixture, its card and the report (``extra`` joins ``report.json``); then the
-        Hub, if the config names a repo."""
+        Hub, if the config names a repo. Each part makes its passes over
+        ``result.outcomes`` (``final_outcomes()`` for ``arbitrage run``: read from disk at
+        each pass) and keeps what it needs of them, never every outcome."""
         from arbitrage.outputs.card import push_to_hub, write_card
         from arbitrage.outputs.mixture import make_mixture, save_mixture
         from arbitrage.outputs.report_files import write_report

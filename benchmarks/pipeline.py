@@ -213,7 +213,8 @@ def main() -> None:
         with loopback_server(args.median_ms, sigma=args.sigma) as url:
             layer = teacher_layer(url, args)
             warm = argparse.Namespace(**{**vars(args), "profile": False})
-            run_once(url, warm, args.routers[0], "auto", args.engines[0], tmp)  # imports, not measured
+            # imports and connections warm, not measured
+            run_once(url, warm, args.routers[0], "auto", args.engines[0], tmp)
             rows = [
                 run_once(url, args, router, windows, engine, tmp)
                 for engine in args.engines

@@ -1,7 +1,7 @@
 """A run's memory and its resume time as the run grows.
 
     python benchmarks/scale.py [--prompts 100000] [--resume 20000 80000] [--repeat 1]
-                               [--router reward] [--tail 7500]
+                               [--outputs 1000000] [--router reward] [--tail 7500]
 
 Every measurement runs in a fresh process (as a rerun of ``arbitrage run`` does), against
 a loopback server that answers at once, in its own process; the config is one teacher
@@ -9,8 +9,15 @@ and an LLM judge, ``transport: direct``.
 
 Memory: one run of ``--prompts`` prompts; its RSS is sampled as windows are committed and
 printed at every quarter of the run, as growth over the RSS when the first window was
-committed, with the growth per finished prompt and the peak RSS once the outputs are
-written at the end.
+committed, with the growth per finished prompt, the peak RSS once the outputs are
+written at the end, and the outputs stage's own peak (``RunDir.write_outputs``: the
+kernel's peak RSS is reset as it starts) over the RSS it starts from. ``--resume``
+with no numbers measures memory only.
+
+Outputs: ``--outputs N`` runs the outputs stage alone (the end of ``arbitrage run``:
+``RunDir.final_outcomes`` and ``RunDir.write_outputs``) on a run directory of N prompts,
+every one finished, its outcomes written as ``--resume`` writes them; the seconds it
+takes, the RSS as it starts and its peak.
 
 Resume: a run directory with ``--resume`` prompts finished (outcomes written as a run
 writes them) and 1,000 to go, resumed twice: from the checkpoint a run saves as it goes
@@ -119,13 +126,80 @@ def _in_fresh_process(job: Any) -> tuple[float, Any]:
     return start, result
 
 
-#: RSS samples (prompts done, MB), peak RSS MB, seconds to the end of the loop, to the end
-Memory = tuple[list[tuple[int, float]], float, float, float]
+#: RSS samples (prompts done, MB), peak RSS MB, seconds to the end of the loop, to the end,
+#: and the outputs stage's RSS MB at its start and its peak RSS MB
+Memory = tuple[list[tuple[int, float]], float, float, float, float, float]
+
+
+def _status_mb(key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (the peak RSS) of this process, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1e3  # kB
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+class _OutputsPeak:
+    """The RSS as the outputs stage starts and its own peak RSS: the kernel's peak is
+    reset as it starts (``clear_refs`` 5, Linux 4.0 and later). ``wrap()`` measures
+    ``RunDir.write_outputs`` whenever a run calls it."""
+
+    def __init__(self) -> None:
+        self.start_mb = self.peak_mb = 0.0
+
+    def start(self) -> None:
+        Path("/proc/self/clear_refs").write_text("5")
+        self.start_mb = _status_mb("VmRSS")
+
+    def stop(self) -> None:
+        self.peak_mb = _status_mb("VmHWM")
+
+    def wrap(self) -> _OutputsPeak:
+        from arbitrage.rundir import RunDir
+
+        write = RunDir.write_outputs
+
+        def measured(run_dir: RunDir, *args: Any, **kwargs: Any) -> None:
+            self.start()
+            try:
+                write(run_dir, *args, **kwargs)
+            finally:
+                self.stop()
+
+        RunDir.write_outputs = measured  # type: ignore[method-assign]
+        return self
+
+
+class _Outputs:
+    """The outputs stage alone, as ``arbitrage run`` ends, on a run directory whose every
+    prompt is finished (``outs``: the warm-up's, which loads every module the stage
+    does, then the measured one's): (seconds, the RSS MB as it starts, its peak RSS MB)."""
+
+    def __init__(self, url: str, outs: list[tuple[Path, Path]], router: str) -> None:
+        self.url, self.outs, self.router = url, outs, router
+
+    def __call__(self) -> tuple[float, float, float]:
+        from arbitrage.pipeline import RunResult
+        from arbitrage.rundir import RunDir
+
+        peak = _OutputsPeak()
+        seconds = 0.0
+        for pool, out in self.outs:
+            config = _config(out, pool, self.url, self.router)
+            run_dir = RunDir(config.out)
+            peak.start()
+            start = time.monotonic()
+            result = RunResult(outcomes=run_dir.final_outcomes(), teachers=["t1"], router="x")
+            run_dir.write_outputs(config, result)
+            seconds = time.monotonic() - start
+            peak.stop()
+        return seconds, peak.start_mb, peak.peak_mb
 
 
 class _Memory:
     """One run of ``n`` prompts, from a pool file: (RSS samples, peak RSS MB over the whole
-    run with its outputs, seconds to the end of the loop, seconds to the end)."""
+    run with its outputs, seconds to the end of the loop, seconds to the end, the RSS MB
+    as the outputs stage starts, its peak RSS MB)."""
 
     def __init__(self, url: str, pool: Path, out: Path, router: str) -> None:
         self.url, self.pool, self.out, self.router = url, pool, out, router
@@ -136,11 +210,19 @@ class _Memory:
         from arbitrage.commands.run import run_config
 
         meter = _Meter()
+        outputs = _OutputsPeak().wrap()
         start = time.monotonic()
         run_config(_config(self.out, self.pool, self.url, self.router), progress=meter)  # type: ignore[arg-type]
         end = time.monotonic()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
-        return meter.samples, peak, meter.last - start, end - start
+        return (
+            meter.samples,
+            peak,
+            meter.last - start,
+            end - start,
+            outputs.start_mb,
+            outputs.peak_mb,
+        )
 
 
 class _Resume:
@@ -223,24 +305,21 @@ def _checkpoint(config: Any, outcomes: list[Any], tail: int) -> None:
     run_dir.append_outcomes(outcomes[len(learned) :])
 
 
-def resume(
-    url: str, done: int, router: str, tmp: Path, repeat: int = 1, tail: int | None = None
-) -> tuple[float, float, float, float]:
-    """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
-    fresh process to the first new request (imports included), the same once every module
-    is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
-    the run, and its peak RSS MB. ``tail``: the run saved a checkpoint that many outcomes
-    before it stopped; ``None``: it has none (a run from before checkpoints: every outcome
-    is replayed)."""
+def _finished(
+    url: str, pool: Path, out: Path, router: str, done: int, total: int, tail: int | None = None
+) -> Any:
+    """A run directory (its ``RunDir``) of a pool of ``total`` prompts, the first ``done``
+    finished (outcomes written as a run writes them). ``tail``: the run saved a checkpoint
+    that many outcomes before it stopped (``_checkpoint``); ``None``: it has none (a run
+    from before checkpoints: a rerun replays every outcome)."""
     from arbitrage.records import Candidate, Generation, Outcome, dumps
     from arbitrage.rundir import RunDir
 
-    pool = tmp / f"resume-{done}.jsonl"
-    _write_pool(pool, done + 1000)
-    config = _config(tmp / f"resume-{done}", pool, url, router)
+    _write_pool(pool, total)
+    config = _config(out, pool, url, router)
     run_dir = RunDir(config.out)
     run_dir.prepare(config)
-    prompts = _prompts(done + 1000)
+    prompts = _prompts(total)
     run_dir.save_prompts(prompts)
     ok = {"text": "A short answer.", "finish_reason": "stop"}
     outcomes = [
@@ -252,7 +331,31 @@ def resume(
             fh.writelines(dumps(o) + "\n" for o in outcomes)
     else:
         _checkpoint(config, outcomes, min(tail, done))
-    del prompts, outcomes
+    return run_dir
+
+
+def outputs(url: str, n: int, router: str, tmp: Path) -> tuple[float, float, float]:
+    """The outputs stage alone on a run directory with ``n`` prompts, all finished:
+    seconds, the RSS MB as it starts, its peak RSS MB."""
+    outs = [(tmp / f"outputs-{k}.jsonl", tmp / f"outputs-{k}") for k in (10, n)]
+    for (pool, out), k in zip(outs, (10, n), strict=True):
+        _finished(url, pool, out, router, k, k)
+    _, result = _in_fresh_process(_Outputs(url, outs, router))
+    for _, out in outs:
+        shutil.rmtree(out)
+    return result  # type: ignore[no-any-return]
+
+
+def resume(
+    url: str, done: int, router: str, tmp: Path, repeat: int = 1, tail: int | None = None
+) -> tuple[float, float, float, float]:
+    """On a run with ``done`` prompts finished and 1,000 to go: seconds from starting a
+    fresh process to the first new request (imports included), the same once every module
+    is loaded (the fastest of ``repeat`` runs), from starting the process to the end of
+    the run, and its peak RSS MB. ``tail``: as ``_finished``'s."""
+    pool = tmp / f"resume-{done}.jsonl"
+    out = tmp / f"resume-{done}-{'none' if tail is None else tail}"
+    run_dir = _finished(url, pool, out, router, done, done + 1000, tail)
     copies = [tmp / f"resume-{done}-warm-{i}" for i in range(repeat)]
     for copy in copies:
         shutil.copytree(run_dir.path, copy)
@@ -270,6 +373,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=100_000)
     parser.add_argument("--resume", type=int, nargs="*", default=[20_000, 80_000])
+    parser.add_argument(
+        "--outputs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="the outputs stage alone on a finished run of N prompts (its outcomes written "
+        "directly, as --resume writes them)",
+    )
     parser.add_argument("--router", default="reward")
     parser.add_argument(
         "--tail",
@@ -294,6 +405,7 @@ def main() -> None:
                 for how, tail in ((f"checkpoint, {args.tail:,} after", args.tail), ("none", None))
             ]
             ran = memory(url, args.prompts, args.router, tmp) if args.prompts else None
+            alone = [(n, *outputs(url, n, args.router, tmp)) for n in args.outputs]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if resumed:
@@ -309,8 +421,14 @@ def main() -> None:
                 f"{n:>8,} {how:>24} {first:>20.2f} {after_imports:>17.2f} {whole:>12.2f}"
                 f" {peak:>12.0f}"
             )
+    if alone:
+        print("\noutputs stage alone on a finished run of N prompts (one teacher, a judge)")
+        print(f"{'prompts':>10} {'seconds':>8} {'RSS at start MB':>16} {'peak RSS MB':>12} growth")
+        for n, seconds, start_mb, peak_mb in alone:
+            growth = f"{peak_mb - start_mb:.0f} MB, {(peak_mb - start_mb) * 1e6 / n:.0f} B/prompt"
+            print(f"{n:>10,} {seconds:>8.0f} {start_mb:>16.0f} {peak_mb:>12.0f} {growth}")
     if ran is not None:
-        samples, peak, loop_s, whole_s = ran
+        samples, peak, loop_s, whole_s, outputs_start, outputs_peak = ran
         base = samples[0][1]
         print(f"\nmemory over a {args.prompts:,}-prompt run (router {args.router}): RSS growth")
         print(f"over the RSS when the first window was committed ({base:.0f} MB)")
@@ -327,6 +445,11 @@ def main() -> None:
         per = (last_rss - base) * 1e6 / max(1, last_done - first_done)
         print(f"growth per finished prompt over the loop: {per:.0f} bytes")
         print(f"peak RSS with the outputs written at the end: {peak:.0f} MB")
+        print(
+            f"outputs stage: RSS {outputs_start:.0f} MB as it starts, peak {outputs_peak:.0f} MB"
+            f" (+{outputs_peak - outputs_start:.0f} MB, "
+            f"{(outputs_peak - outputs_start) * 1e6 / args.prompts:.0f} bytes a prompt)"
+        )
         print(f"loop {loop_s:.0f} s, whole run {whole_s:.0f} s")
 
 

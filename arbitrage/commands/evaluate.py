@@ -16,6 +16,7 @@ single teacher is 0 and the oracle is 1.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from arbitrage import schedule
 from arbitrage.errors import DataError
 from arbitrage.records import Outcome, pick_winner
+from arbitrage.run_outcomes import subset
 from routers.base import Router, escalated
 
 
@@ -212,16 +214,23 @@ def samples_summary(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dic
     them all; a run routed with ``reward`` has every prompt). ``arbitraged``: the mean
     reward of each prompt's answer (the kept fused answer, else the best candidate)."""
     k = samples_of(outcomes)
-    full = [
-        o
-        for o in outcomes
-        if all(
-            sum(1 for c in o.candidates if c.teacher == t and not c.generation.failed)
-            >= samples_in(o, t)
-            for t in teachers
-        )
-        and {c.teacher for c in o.candidates} >= set(teachers)
-    ]
+    # found again at each pass: a run's outcomes are read from disk (RunOutcomes), not held
+    full = subset(
+        outcomes,
+        array(
+            "q",
+            (
+                i
+                for i, o in enumerate(outcomes)
+                if all(
+                    sum(1 for c in o.candidates if c.teacher == t and not c.generation.failed)
+                    >= samples_in(o, t)
+                    for t in teachers
+                )
+                and {c.teacher for c in o.candidates} >= set(teachers)
+            ),
+        ),
+    )
     out: dict[str, Any] = {"samples": k, "prompts": len(full)}
     if not full:
         out["note"] = "no prompt was answered by every teacher: route with 'reward' for this"

@@ -4,9 +4,10 @@ One lifecycle for both engines: the run directory is locked and prepared, the po
 built (or read back), an executor (``arbitrage.executors.local``: this process, or Ray
 actors) supplies the teachers and the scorer, the loop (``Arbitrage.astream``) streams
 the prompts not yet done through them, appending each window to ``outcomes.jsonl``,
-and the outputs are written from what is on disk. The run directory and its files are
-``arbitrage.rundir``; the objects a config describes are built by
-``arbitrage.factories``. Re-running the same command after an interruption skips
+and the outputs are written from what is on disk, read again at each of their passes
+(``RunDir.final_outcomes``): neither the loop nor the outputs hold every outcome. The
+run directory and its files are ``arbitrage.rundir``; the objects a config describes
+are built by ``arbitrage.factories``. Re-running the same command after an interruption skips
 every prompt already in ``outcomes.jsonl``. A second run on the same directory while
 one is going refuses at once (``RunLocked``); a killed run's lock dies with it
 (``arbitrage.run_lock``).
@@ -31,7 +32,7 @@ from arbitrage.executors.local import Executor, LocalExecutor
 from arbitrage.factories import RunParts, abuild_pool, pool_line, preflight, wrap_reward
 from arbitrage.fusion import make_fuser
 from arbitrage.pipeline import Arbitrage, RunResult
-from arbitrage.prompts.conversation import conversations_for, iter_run_prompts, turns_of
+from arbitrage.prompts.conversation import conversations_for, turns_of
 from arbitrage.prompts.targets import Rounds, TargetNotMet, short_line
 from arbitrage.run_lock import hold_run_dir
 from arbitrage.rundir import RunDir
@@ -203,9 +204,8 @@ async def _arun(
         extra = await executor.report()
         if talks is not None:
             extra["conversation"] = talks.report()
-    by_id = {o.prompt.id: o for o in run_dir.iter_outcomes()}
     result = RunResult(
-        outcomes=[by_id[p.id] for p in iter_run_prompts(run_dir) if p.id in by_id],
+        outcomes=run_dir.final_outcomes(),  # read at each pass, never held at once
         teachers=engine.order,
         router=parts.router.name,
         router_state=parts.router.state(),

@@ -18,6 +18,7 @@ refuse a ``fetch``. Nothing is loaded from the network.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Sequence
@@ -49,9 +50,12 @@ def _candidate(cand: Candidate) -> dict[str, Any]:
     }
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _jsonp(path: Path, call: str, *args: Any) -> None:
-    body = ",".join(json.dumps(a, ensure_ascii=False, separators=(",", ":")) for a in args)
-    path.write_text(f"{call}({body});\n", encoding="utf-8")
+    path.write_text(f"{call}({','.join(_json(a) for a in args)});\n", encoding="utf-8")
 
 
 def write_samples(
@@ -63,7 +67,8 @@ def write_samples(
     """Write ``samples/`` (the index and the chunks) into ``run_dir``; returns the folder.
 
     ``dropped`` is the mixture's dropped rows (``Mixture.dropped``): a prompt's first
-    reason is the one shown.
+    reason is the one shown. Two passes over ``outcomes``: one for the index's lists,
+    one that writes each chunk and the index's rows as it reads them (neither is held).
     """
     out = Path(run_dir) / SAMPLES_DIR
     if out.exists():  # a smaller rerun must not leave stale chunks behind
@@ -73,24 +78,36 @@ def write_samples(
     for row in dropped:
         reason_of.setdefault(row["prompt_id"], row["reason"])
     names = list(teachers)
+    found_languages: set[str] = set()
+    found_tasks: set[str] = set()
     for outcome in outcomes:  # a teacher no longer in the config still shows
         names += [c.teacher for c in outcome.candidates if c.teacher not in names]
+        found_languages.add(outcome.prompt.language)
+        found_tasks.add(outcome.prompt.task)
     col = {t: i for i, t in enumerate(names)}
-    languages = sorted({o.prompt.language for o in outcomes})
-    tasks = sorted({o.prompt.task for o in outcomes})
+    languages, tasks = sorted(found_languages), sorted(found_tasks)
     reasons = sorted(set(reason_of.values()))
     lang_i, task_i = {v: i for i, v in enumerate(languages)}, {v: i for i, v in enumerate(tasks)}
     reason_i = {v: i for i, v in enumerate(reasons)}
-    index = []
-    for start in range(0, len(outcomes), CHUNK):
-        rows = []
-        for outcome in outcomes[start : start + CHUNK]:
-            prompt, reason = outcome.prompt, reason_of.get(outcome.prompt.id)
-            mask = 0
-            for cand in outcome.candidates:
-                mask |= 1 << col[cand.teacher]
-            index.append(
-                [
+    head = {
+        "teachers": names,
+        "languages": languages,
+        "tasks": tasks,
+        "reasons": reasons,
+        "chunk": CHUNK,
+    }
+    # index.js is _jsonp's call on head + {"prompts": [...]}, its rows written as they come
+    with (out / "index.js").open("w", encoding="utf-8") as index:
+        index.write(f'arbitrageIndex({_json(head)[:-1]},"prompts":[')
+        it = iter(outcomes)
+        for chunk in itertools.count():
+            rows: list[dict[str, Any]] = []
+            for outcome in itertools.islice(it, CHUNK):
+                prompt, reason = outcome.prompt, reason_of.get(outcome.prompt.id)
+                mask = 0
+                for cand in outcome.candidates:
+                    mask |= 1 << col[cand.teacher]
+                entry = [
                     lang_i[prompt.language],
                     task_i[prompt.task],
                     col[outcome.winner] if outcome.winner is not None else -1,
@@ -98,33 +115,24 @@ def write_samples(
                     mask,
                     prompt.text[:SNIPPET],
                 ]
-            )
-            rows.append(
-                {
-                    "id": prompt.id,
-                    "text": prompt.text,
-                    "language": prompt.language,
-                    "task": prompt.task,
-                    "persona": prompt.persona,
-                    "routed_by": outcome.routed_by,
-                    "winner": outcome.winner,
-                    "reason": reason,
-                    "candidates": [_candidate(c) for c in outcome.candidates],
-                }
-            )
-        _jsonp(out / f"c{start // CHUNK:05d}.js", "arbitrageChunk", start // CHUNK, rows)
-    _jsonp(
-        out / "index.js",
-        "arbitrageIndex",
-        {
-            "teachers": names,
-            "languages": languages,
-            "tasks": tasks,
-            "reasons": reasons,
-            "chunk": CHUNK,
-            "prompts": index,
-        },
-    )
+                index.write(("," if chunk or rows else "") + _json(entry))
+                rows.append(
+                    {
+                        "id": prompt.id,
+                        "text": prompt.text,
+                        "language": prompt.language,
+                        "task": prompt.task,
+                        "persona": prompt.persona,
+                        "routed_by": outcome.routed_by,
+                        "winner": outcome.winner,
+                        "reason": reason,
+                        "candidates": [_candidate(c) for c in outcome.candidates],
+                    }
+                )
+            if not rows:
+                break
+            _jsonp(out / f"c{chunk:05d}.js", "arbitrageChunk", chunk, rows)
+        index.write("]});\n")
     return out
 
 

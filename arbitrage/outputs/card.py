@@ -10,6 +10,7 @@ from typing import Any
 
 from arbitrage.config import RunConfig
 from arbitrage.errors import ArbitrageError
+from arbitrage.outputs.kept import RowMeta
 from arbitrage.outputs.mixture import Mixture
 
 
@@ -31,9 +32,9 @@ def _stats(values: Sequence[float]) -> list[str]:
     ]
 
 
-def _basis_line(rows: Sequence[dict[str, Any]]) -> str:
+def _basis_line(rows: Sequence[RowMeta]) -> str:
     """What the kept rows' rewards rested on (``basis``: a model, a reference answer, ...)."""
-    counts = Counter(str(r.get("basis", "model")) for r in rows)
+    counts = Counter(r.basis for r in rows)
     if not counts:
         return ""
     return "\n- reward basis of the kept rows: " + ", ".join(
@@ -54,7 +55,8 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
     import yaml
 
     counts = mixture.counts()
-    languages = sorted({r["language"] for r in mixture.rows} or set(config.pool.languages))
+    kept = mixture.kept()  # the rows' short values: the card reads no text
+    languages = sorted({r.language for r in kept} or set(config.pool.languages))
     meta = {
         "language": languages,
         "task_categories": ["text-generation"],
@@ -71,8 +73,8 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
     router = {"name": config.router.name, "params": config.router.params}
     router_line = yaml.safe_dump(router, default_flow_style=True).strip()
     rewards_by_teacher: dict[str, list[float]] = {t.name: [] for t in config.teachers}
-    for row in mixture.rows:
-        rewards_by_teacher.setdefault(row["teacher"], []).append(row["reward"])
+    for row in kept:
+        rewards_by_teacher.setdefault(row.teacher, []).append(row.reward)
     dropped = [[reason, n] for reason, n in counts["dropped"].items()] or [["(none)", 0]]
     cost = summary.get("cost_usd", 0.0)
     sections = [
@@ -105,7 +107,7 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
         ),
         f"## Router and reward\n\n- router: `{router_line}`\n- reward: `{config.reward.kind}`"
         + (f" (`{config.reward.model}`)" if config.reward.model else "")
-        + _basis_line(mixture.rows),
+        + _basis_line(kept),
         "## Rows per language × task × teacher",
         _md_table(
             ["language", "task", "teacher", "rows"],
@@ -116,7 +118,7 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
         _md_table(
             ["teacher", "rows", "mean", "median", "min", "max"],
             [[t, *_stats(v)] for t, v in rewards_by_teacher.items()]
-            + [["all", *_stats([r["reward"] for r in mixture.rows])]],
+            + [["all", *_stats([r.reward for r in kept])]],
         ),
         "## Filters applied",
         "```yaml\n" + yaml.safe_dump(mix_cfg, sort_keys=False).strip() + "\n```",
@@ -140,12 +142,12 @@ def dataset_card(config: RunConfig, mixture: Mixture, summary: dict[str, Any]) -
             "Prompts without a preference pair:",
             _md_table(["reason", "prompts"], list(counts["pairs_dropped"].items())),
         ]
-    sections += _samples_and_fusion(config, mixture.rows, summary)
+    sections += _samples_and_fusion(config, kept, summary)
     return "\n\n".join(sections) + "\n"
 
 
 def _samples_and_fusion(
-    config: RunConfig, rows: Sequence[dict[str, Any]], summary: dict[str, Any]
+    config: RunConfig, rows: Sequence[RowMeta], summary: dict[str, Any]
 ) -> list[str]:
     """The card's section on samples per teacher and fusion, when the run used them."""
     samples = {t.name: t.samples for t in config.teachers if t.samples > 1}
@@ -166,7 +168,7 @@ def _samples_and_fusion(
                 f"{base['best single × 1 sample']:.4f} ({base['prompts']} prompts)"
             )
     if config.fusion is not None:
-        fused = sum(1 for r in rows if r.get("fused_from"))
+        fused = sum(1 for r in rows if r.fused)
         lines.append(
             f"- fusion: `{config.fusion.model}` wrote one answer from the top "
             f"{config.fusion.top_k} candidates (keep: {config.fusion.keep}); "

@@ -13,6 +13,7 @@ Eval items shorter than n tokens cannot be matched and are counted as ``short``.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -142,19 +143,22 @@ def build_index(name: str, texts: Iterable[str], n: int, *, batch: int = 4096) -
 
 
 def contaminated(
-    rows: Sequence[Sequence[str]], indexes: Sequence[EvalIndex], n: int, *, batch: int = 2048
+    rows: Iterable[Sequence[str]], indexes: Sequence[EvalIndex], n: int, *, batch: int = 2048
 ) -> list[str | None]:
     """For each row (its texts: prompt turns and answers), the name of the first eval set
-    it shares an n-gram with, or ``None``."""
+    it shares an n-gram with, or ``None``; ``rows`` is read ``batch`` rows at a time."""
     import numpy as np
 
-    found: list[str | None] = [None] * len(rows)
-    for lo in range(0, len(rows), batch):
+    found: list[str | None] = []
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, batch)):
+        lo = len(found)
+        found.extend([None] * len(chunk))
         segments: list[str] = []
         row_of: list[int] = []
-        for i in range(lo, min(lo + batch, len(rows))):
-            segments.extend(rows[i])
-            row_of.extend([i] * len(rows[i]))
+        for i, texts in enumerate(chunk, lo):
+            segments.extend(texts)
+            row_of.extend([i] * len(texts))
         hashes, owner = ngram_hashes(segments, n)
         rows_of_hash = np.asarray(row_of, dtype=np.int64)[owner] if owner.size else owner
         for index in indexes:

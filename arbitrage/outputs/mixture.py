@@ -10,21 +10,25 @@ Every row that does not make it is counted with the first reason it failed
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.config import MixtureConfig
 from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
-from arbitrage.prompts.conversation import final_turns
+from arbitrage.outputs.kept import Kept, RowMeta
+from arbitrage.prompts.conversation import final_turn_indices
 from arbitrage.records import Outcome
+from arbitrage.run_outcomes import OutcomeRows, subset
 from reward.verifiers.basis import basis
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, Features
 
 
 def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
@@ -69,10 +73,15 @@ def _fused_from(outcome: Outcome) -> list[dict[str, Any]]:
 
 @dataclass
 class Mixture:
-    """The kept SFT rows, the preference pairs, and why everything else was dropped."""
+    """The kept SFT rows, the preference pairs, and why everything else was dropped.
 
-    rows: list[dict[str, Any]]
-    pairs: list[dict[str, Any]]
+    ``rows`` and ``pairs`` are made again from the outcomes each time they are read
+    (``arbitrage.run_outcomes.OutcomeRows``): a mixture holds the dropped rows and a
+    ``RowMeta`` a kept row (``kept()``, ``arbitrage.outputs.kept``), never the texts.
+    """
+
+    rows: Sequence[dict[str, Any]]
+    pairs: Sequence[dict[str, Any]]
     dropped: list[dict[str, str]]
     pairs_dropped: Counter[str]
     outcomes: int
@@ -80,6 +89,12 @@ class Mixture:
     shortfall: dict[str, int] = field(default_factory=dict)
     #: per eval set of ``decontaminate``: its items, and those too short to match
     eval_sets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def kept(self) -> Sequence[RowMeta]:
+        """Each row's ``RowMeta``, in row order, without making the rows."""
+        if isinstance(self.rows, MixtureRows):
+            return self.rows.meta
+        return Kept(RowMeta.of(-1, row) for row in self.rows)
 
     def sft(self) -> Dataset:
         """The rows as an HF ``Dataset`` (``messages`` column: TRL's SFTTrainer loads it as is)."""
@@ -98,7 +113,7 @@ class Mixture:
 
     def counts(self) -> dict[str, Any]:
         """Rows kept and dropped (by reason), pairs, and rows per language × task × teacher."""
-        cells = Counter((r["language"], r["task"], r["teacher"]) for r in self.rows)
+        cells = Counter((m.language, m.task, m.teacher) for m in self.kept())
         return {
             "outcomes": self.outcomes,
             "rows": len(self.rows),
@@ -125,6 +140,11 @@ def make_mixture(
 ) -> Mixture:
     """Filter, deduplicate and balance the winners of ``outcomes``; build preference pairs.
 
+    ``outcomes`` is read in a few passes (one more for decontamination and one for
+    near-duplicates, which read the kept rows' texts); what is kept of it is a
+    ``RowMeta`` a row (``Kept``: by column) and each dropped row, so a run's
+    ``RunOutcomes`` is never held in memory. The mixture's rows and pairs read it again.
+
     Args:
         outcomes: A run's outcomes, in pool order.
         config: The ``mixture`` config section (default: ``MixtureConfig()``).
@@ -140,46 +160,71 @@ def make_mixture(
     dropped: list[dict[str, str]] = []
     reasons: dict[str, str] = {}  # prompt id → why its row was filtered (before quotas)
 
-    def drop(outcome: Outcome, reason: str, **extra: str) -> None:
-        reasons[outcome.prompt.id] = reason
-        best = outcome.best
+    def drop(
+        prompt_id: str, language: str, task: str, teacher: str, reason: str, **extra: str
+    ) -> None:
+        reasons[prompt_id] = reason
         dropped.append(
             {
-                "prompt_id": outcome.prompt.id,
-                "language": outcome.prompt.language,
-                "task": outcome.prompt.task,
-                "teacher": best.teacher if best is not None else "",
+                "prompt_id": prompt_id,
+                "language": sys.intern(language),
+                "task": sys.intern(task),
+                "teacher": sys.intern(teacher),
                 "reason": reason,
                 **extra,
             }
         )
 
-    live: list[tuple[Outcome, dict[str, Any]]] = []
-    finals = final_turns(outcomes)  # a conversation's row is its deepest turn with a winner
-    for outcome in finals:
-        row = mixture_row(outcome)
-        best = outcome.best
-        if row is None or best is None:
-            drop(outcome, "no_winner")
-            continue
-        text = best.generation.text
-        reason = best.generation.status if not best.generation.ok else None
-        reason = reason or answer_check(
-            text,
-            finish_reason=best.generation.finish_reason,
-            min_chars=cfg.min_chars,
-            max_chars=cfg.max_chars,
-            refusals=cfg.drop_refusals,
-            boilerplate=cfg.drop_boilerplate,
-        )
-        if reason is None and cfg.min_language_fidelity is not None:
-            score = fidelity_of(text, outcome.prompt.language, best.reward_details, fidelity)
-            if score < cfg.min_language_fidelity:
-                reason = "language"
-        if reason is not None:
-            drop(outcome, reason)
-            continue
-        live.append((outcome, row))
+    def drop_rows(rows: Kept, reason: str, extra: Sequence[dict[str, str]] = ()) -> None:
+        """Drop ``rows`` (``extra``: more keys for each), their prompt ids read again
+        from ``outcomes``, in one pass."""
+        more = iter(extra)
+        for meta, prompt_id in zip(rows, _ids(outcomes, rows.position), strict=True):
+            drop(prompt_id, meta.language, meta.task, meta.teacher, reason, **next(more, {}))
+
+    def live_rows() -> Iterator[dict[str, Any]]:
+        return iter(OutcomeRows(outcomes, live.position, _row))
+
+    def winners(found: Iterable[tuple[int, Outcome]]) -> tuple[Kept, bool]:
+        """The rows whose answer passes the answer checks, and whether an outcome was a
+        turn of a conversation."""
+        live = Kept()
+        turns = False
+        for i, outcome in found:
+            prompt = outcome.prompt
+            turns = turns or "turn" in prompt.meta
+            row = mixture_row(outcome)
+            best = outcome.best
+            if row is None or best is None:
+                drop(prompt.id, prompt.language, prompt.task, "", "no_winner")
+                continue
+            text = best.generation.text
+            reason = best.generation.status if not best.generation.ok else None
+            reason = reason or answer_check(
+                text,
+                finish_reason=best.generation.finish_reason,
+                min_chars=cfg.min_chars,
+                max_chars=cfg.max_chars,
+                refusals=cfg.drop_refusals,
+                boilerplate=cfg.drop_boilerplate,
+            )
+            if reason is None and cfg.min_language_fidelity is not None:
+                score = fidelity_of(text, prompt.language, best.reward_details, fidelity)
+                if score < cfg.min_language_fidelity:
+                    reason = "language"
+            if reason is not None:
+                drop(prompt.id, prompt.language, prompt.task, best.teacher, reason)
+                continue
+            live.append(RowMeta.of(i, row))
+        return live, turns
+
+    live, turns = winners(enumerate(outcomes))
+    positions: Sequence[int] = range(len(outcomes))
+    if turns:  # a conversation's row is its deepest turn with a winner: those, again
+        dropped.clear()
+        reasons.clear()
+        positions = final_turn_indices(outcomes) or []
+        live, _ = winners(zip(positions, subset(outcomes, positions), strict=True))
 
     eval_sets: dict[str, dict[str, int]] = {}
     if cfg.decontaminate:
@@ -188,27 +233,36 @@ def make_mixture(
         n = cfg.decontaminate_ngram
         indexes = load_indexes(cfg.decontaminate, n)
         eval_sets = {i.name: {"items": i.items, "short": i.short} for i in indexes}
-        messages = [[m["content"] for m in row["messages"]] for _, row in live]
+        messages = ([m["content"] for m in row["messages"]] for row in live_rows())
         sets = contaminated(messages, indexes, n)
-        for (outcome, _), name in zip(live, sets, strict=True):
-            if name is not None:
-                drop(outcome, "contaminated", eval_set=name)
-        live = [pair for pair, name in zip(live, sets, strict=True) if name is None]
+        hit = [i for i, name in enumerate(sets) if name is not None]
+        drop_rows(live.select(hit), "contaminated", [{"eval_set": sets[i] or ""} for i in hit])
+        live = live.select(i for i, name in enumerate(sets) if name is None)
 
-    # Near-duplicates: the higher-reward row of a duplicate set is the one kept.
-    for kind, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)):
-        if not on or not live:
+    # Near-duplicates: the higher-reward row of a duplicate set is the one kept. Each
+    # kind's texts, from one pass; those too short to compare are never held.
+    kinds = [k for k, on in (("prompt", cfg.dedup.prompts), ("answer", cfg.dedup.answers)) if on]
+    short = cfg.dedup.min_chars
+    sides: dict[str, list[str]] = {kind: [] for kind in kinds}
+    for row in live_rows() if kinds else ():
+        for kind in kinds:
+            text = _side(row["messages"], kind)
+            sides[kind].append(text if short == 0 or len(text.strip()) >= short else "")
+    for kind in kinds:
+        if not live:
             continue
-        order = sorted(range(len(live)), key=lambda i: -live[i][1]["reward"])
-        texts = [_side(live[i][1]["messages"], kind) for i in order]
-        langs = [live[i][1]["language"] for i in order]
-        hits = near_duplicates(
-            texts, langs, threshold=cfg.dedup.threshold, min_chars=cfg.dedup.min_chars
-        )
+        rewards, languages = live.reward, live.column("language")
+        order = sorted(range(len(live)), key=lambda i: -rewards[i])
+        texts = [sides[kind][i] for i in order]
+        langs = [languages[i] for i in order]
+        hits = near_duplicates(texts, langs, threshold=cfg.dedup.threshold, min_chars=short)
+        del texts, langs, languages
         gone = {order[j] for j in hits}
-        for i in sorted(gone):
-            drop(live[i][0], f"duplicate_{kind}")
-        live = [pair for i, pair in enumerate(live) if i not in gone]
+        drop_rows(live.select(sorted(gone)), f"duplicate_{kind}")
+        live = live.select(i for i in range(len(live)) if i not in gone)
+        for other in kinds:
+            sides[other] = [t for i, t in enumerate(sides[other]) if i not in gone]
+    del sides
 
     pairs, pairs_dropped = build_pairs(
         outcomes, reasons, min_margin=cfg.preference_pairs.min_margin, order=teacher_order
@@ -216,14 +270,16 @@ def make_mixture(
     if not cfg.preference_pairs.enabled:
         pairs, pairs_dropped = [], Counter()
 
-    rows = [row for _, row in live]
+    rows = live
     shortfall: dict[str, int] = {}
     for key, caps, reason in (
         ("language", cfg.per_language, "quota_language"),
         ("task", cfg.per_task, "quota_task"),
     ):
+        if not caps:  # no cap: every row stays
+            continue
         keep: set[int] = set()
-        values = [row[key] for row in rows]
+        values = rows.column(key)
         for value, group in _group(range(len(rows)), values.__getitem__).items():
             cap = caps.get(value)
             if cap is None:
@@ -232,25 +288,28 @@ def make_mixture(
             if len(group) < cap:
                 shortfall[f"{key}:{value}"] = cap - len(group)
             keep.update(_balanced_pick(group, cap, rows))
-        rows = _apply(rows, keep, reason, dropped)
-    rows = _apply(
-        rows,
-        _teacher_share(rows, cfg.max_share_per_teacher, teacher_order),
-        "quota_teacher",
-        dropped,
-    )
+        rows = _apply(rows, keep, reason, drop_rows)
+    if cfg.max_share_per_teacher < 1.0:
+        keep = _teacher_share(rows, cfg.max_share_per_teacher, teacher_order)
+        rows = _apply(rows, keep, "quota_teacher", drop_rows)
     if targets is not None:
-        rows = _apply(rows, _within_targets(rows, targets), "over_target", dropped)
+        rows = _apply(rows, _within_targets(rows, targets), "over_target", drop_rows)
     return Mixture(
-        rows=rows,
+        rows=MixtureRows(outcomes, rows),
         pairs=pairs,
         dropped=dropped,
         pairs_dropped=pairs_dropped,
-        outcomes=len(finals),
+        outcomes=len(positions),
         config=cfg,
         shortfall=shortfall,
         eval_sets=eval_sets,
     )
+
+
+def _row(outcome: Outcome) -> dict[str, Any]:
+    row = mixture_row(outcome)
+    assert row is not None  # a kept row's outcome has a winner
+    return row
 
 
 def _side(messages: list[dict[str, str]], kind: str) -> str:
@@ -261,14 +320,14 @@ def _side(messages: list[dict[str, str]], kind: str) -> str:
     return "\n".join(m["content"] for m in messages if m["role"] == "user")
 
 
-def _within_targets(rows: Sequence[dict[str, Any]], targets: int | Mapping[str, int]) -> set[int]:
+def _within_targets(rows: Sequence[RowMeta], targets: int | Mapping[str, int]) -> set[int]:
     """The first rows (pool order) up to each target; rows of a cell without one stay."""
     if isinstance(targets, int):
         return set(range(min(targets, len(rows))))
     seen: Counter[str] = Counter()
     keep: set[int] = set()
     for i, row in enumerate(rows):
-        cell = f"{row['language']}/{row['task']}"
+        cell = f"{row.language}/{row.task}"
         seen[cell] += 1
         if cell not in targets or seen[cell] <= targets[cell]:
             keep.add(i)
@@ -282,11 +341,11 @@ def _group(indices: Iterable[int], key: Callable[[int], Any]) -> dict[Any, list[
     return dict(groups)
 
 
-def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[dict[str, Any]]) -> set[int]:
+def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[RowMeta]) -> set[int]:
     """``k`` of ``indices``: round-robin over language × task × teacher cells, best reward first,
     so a cap thins every cell rather than emptying some."""
-    cells = _group(indices, lambda i: (rows[i]["language"], rows[i]["task"], rows[i]["teacher"]))
-    queues = [sorted(g, key=lambda i: (-rows[i]["reward"], i)) for _, g in sorted(cells.items())]
+    cells = _group(indices, lambda i: (rows[i].language, rows[i].task, rows[i].teacher))
+    queues = [sorted(g, key=lambda i: (-rows[i].reward, i)) for _, g in sorted(cells.items())]
     picked: set[int] = set()
     depth = 0
     while len(picked) < k and any(depth < len(q) for q in queues):
@@ -297,9 +356,9 @@ def _balanced_pick(indices: Sequence[int], k: int, rows: Sequence[dict[str, Any]
     return picked
 
 
-def _teacher_share(rows: Sequence[dict[str, Any]], share: float, order: Sequence[str]) -> set[int]:
+def _teacher_share(rows: Sequence[RowMeta], share: float, order: Sequence[str]) -> set[int]:
     """The most rows such that no teacher holds more than ``share`` of them."""
-    by_teacher = _group(range(len(rows)), lambda i: rows[i]["teacher"])
+    by_teacher = _group(range(len(rows)), lambda i: rows[i].teacher)
     if share >= 1.0 or not rows:
         return set(range(len(rows)))
     counts = {t: len(g) for t, g in by_teacher.items()}
@@ -322,19 +381,52 @@ def _teacher_share(rows: Sequence[dict[str, Any]], share: float, order: Sequence
     return keep
 
 
-def _apply(
-    rows: list[dict[str, Any]], keep: set[int], reason: str, dropped: list[dict[str, str]]
-) -> list[dict[str, Any]]:
-    for i, row in enumerate(rows):
-        if i not in keep:
-            dropped.append({k: row[k] for k in ("prompt_id", "language", "task", "teacher")})
-            dropped[-1]["reason"] = reason
-    return [row for i, row in enumerate(rows) if i in keep]
+def _apply(rows: Kept, keep: set[int], reason: str, drop_rows: Callable[[Kept, str], None]) -> Kept:
+    drop_rows(rows.select(i for i in range(len(rows)) if i not in keep), reason)
+    return rows.select(i for i in range(len(rows)) if i in keep)
+
+
+def _ids(outcomes: Sequence[Outcome], positions: Sequence[int]) -> list[str]:
+    """The prompt ids of the outcomes at ``positions``, read in one ordered pass."""
+    ordered = sorted(set(positions))
+    found = dict(zip(ordered, OutcomeRows(outcomes, ordered, _prompt_id), strict=True))
+    return [found[p] for p in positions]
+
+
+def _prompt_id(outcome: Outcome) -> str:
+    return outcome.prompt.id
+
+
+class MixtureRows(OutcomeRows[dict[str, Any]]):
+    """The mixture's rows (``mixture_row`` of each kept outcome, made when read) and
+    their ``RowMeta`` (``meta``), which the counts and the card read instead."""
+
+    def __init__(self, outcomes: Sequence[Outcome], meta: Kept) -> None:
+        super().__init__(outcomes, meta.position, _row)
+        self.meta = meta
+
+
+#: Rows per batch when a dataset is built: its Arrow table grows, not a list per column.
+BATCH_ROWS = 10_000
+
+
+def to_dataset(rows: Iterable[dict[str, Any]], features: Features) -> Dataset:
+    """``rows`` as a ``Dataset`` of ``features``, built ``BATCH_ROWS`` rows at a time."""
+    from datasets import Dataset, concatenate_datasets
+
+    parts = []
+    it = iter(rows)
+    while batch := list(itertools.islice(it, BATCH_ROWS)):
+        columns = {name: [r[name] for r in batch] for name in features}
+        parts.append(Dataset.from_dict(columns, features=features))
+    if not parts:
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
 def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
     """SFT rows as an HF ``Dataset`` with a fixed schema (so an empty mixture still has columns)."""
-    from datasets import Dataset, Features, List, Value
+    from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
     candidate = {
@@ -361,13 +453,20 @@ def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:
             "fused_from": List(source),
         }
     )
-    columns = {name: [r[name] for r in rows] for name in features}
-    return Dataset.from_dict(columns, features=features)
+    return to_dataset(rows, features)
 
 
 def build_mixture(outcomes: Sequence[Outcome], config: MixtureConfig | None = None) -> Dataset:
     """The SFT mixture as an HF ``Dataset`` with a ``messages`` column (default filters)."""
     return make_mixture(outcomes, config).sft()
+
+
+def _release_arrow_memory() -> None:
+    """Hand the pages of freed Arrow tables back to the system: Arrow's allocator
+    (mimalloc, jemalloc) keeps them, and what follows a dataset would start from them."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path]:
@@ -382,11 +481,15 @@ def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sets = {"mixture": data.sft() if isinstance(data, Mixture) else data}
+    # one set's dataset at a time: each is made when it is written, then let go
+    sets: dict[str, Callable[[], Dataset]] = {
+        "mixture": data.sft if isinstance(data, Mixture) else lambda: data
+    }
     if isinstance(data, Mixture):
-        sets["preference"] = data.preference()
+        sets["preference"] = data.preference
     paths: dict[str, Path] = {}
-    for name, ds in sets.items():
+    for name, make in sets.items():
+        ds = make()
         folder = out / ("dataset" if name == "mixture" else name)
         # An empty set still gets one (empty) shard, else load_from_disk cannot read it.
         ds.save_to_disk(str(folder), num_shards=1 if len(ds) == 0 else None)
@@ -395,6 +498,8 @@ def save_mixture(data: Dataset | Mixture, out_dir: str | Path) -> dict[str, Path
         paths[name if name == "preference" else "dataset"] = folder
         paths[f"{name}_jsonl"] = out / f"{name}.jsonl"
         paths[f"{name}_parquet"] = out / f"{name}.parquet"
+        del ds
+        _release_arrow_memory()
     paths["jsonl"] = paths["mixture_jsonl"]
     if isinstance(data, Mixture):
         paths["dropped"] = out / "dropped.jsonl"

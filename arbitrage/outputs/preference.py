@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from arbitrage.records import Candidate, Outcome
+from arbitrage.run_outcomes import OutcomeRows
 from reward.verifiers.basis import basis, verdict
 
 if TYPE_CHECKING:
@@ -28,13 +29,15 @@ def build_pairs(
     *,
     min_margin: float,
     order: Sequence[str] = (),
-) -> tuple[list[dict[str, Any]], Counter[str]]:
+) -> tuple[Sequence[dict[str, Any]], Counter[str]]:
     """One pair per prompt with two or more scored answers whose rewards differ by ``min_margin``.
 
     ``filtered`` maps prompt ids whose winning answer failed a mixture filter to the
     reason: those prompts give no pair either (a refusal is no "chosen" answer).
     Returns the pairs and the count of prompts without one, by reason
-    (``single_answer``, ``small_margin`` or the filter's reason).
+    (``single_answer``, ``small_margin`` or the filter's reason). The pairs are made
+    again from ``outcomes`` whenever they are read (one pass finds the prompts that
+    give one): they hold no text.
 
     Where a verifier checked the answers (``reward.verifiers``), a prompt with an answer
     it found right and one it found wrong gives that pair instead, whatever the margin
@@ -42,46 +45,61 @@ def build_pairs(
     ``reference``, ...).
     """
     rank = {name: i for i, name in enumerate(order)}
-    pairs: list[dict[str, Any]] = []
+    found: list[int] = []
     dropped: Counter[str] = Counter()
-    for outcome in outcomes:
+    for i, outcome in enumerate(outcomes):
         if outcome.prompt.id in filtered:
             dropped[filtered[outcome.prompt.id]] += 1
             continue
-        verified = _verified_pair(outcome.candidates, rank)
-        if verified is not None:
-            (chosen, rejected), how = verified, "verified"
+        picked = _pick(outcome, rank, min_margin)
+        if isinstance(picked, str):
+            dropped[picked] += 1
         else:
-            scored = [c for c in outcome.candidates if c.scored]
-            if len(scored) < 2:
-                dropped["single_answer"] += 1
-                continue
-            ranked = sorted(scored, key=lambda c: (-_reward(c), rank.get(c.teacher, len(rank))))
-            chosen, rejected = ranked[0], ranked[-1]
-            margin = _reward(chosen) - _reward(rejected)
-            if margin < min_margin or margin <= 0:
-                dropped["small_margin"] += 1
-                continue
-            how = basis(chosen.reward_details)
-        prompt = outcome.prompt
-        pairs.append(
-            {
-                "prompt": prompt.messages(),  # a later turn: the shared history first
-                "chosen": [{"role": "assistant", "content": chosen.generation.text}],
-                "rejected": [{"role": "assistant", "content": rejected.generation.text}],
-                "prompt_id": prompt.id,
-                "language": prompt.language,
-                "task": prompt.task,
-                "chosen_teacher": chosen.teacher,
-                "rejected_teacher": rejected.teacher,
-                "chosen_reward": _reward(chosen),
-                # a verified-wrong answer the gate left unscored has no reward
-                "rejected_reward": rejected.reward,
-                "margin": None if rejected.reward is None else _reward(chosen) - rejected.reward,
-                "basis": how,
-            }
-        )
-    return pairs, dropped
+            found.append(i)
+
+    def pair(outcome: Outcome) -> dict[str, Any]:
+        picked = _pick(outcome, rank, min_margin)
+        assert not isinstance(picked, str)  # it gave a pair when the pairs were found
+        return _pair(outcome, *picked)
+
+    return OutcomeRows(outcomes, found, pair), dropped
+
+
+def _pick(
+    outcome: Outcome, rank: Mapping[str, int], min_margin: float
+) -> tuple[Candidate, Candidate, str] | str:
+    """A prompt's (chosen, rejected, basis), or why it gives no pair."""
+    verified = _verified_pair(outcome.candidates, rank)
+    if verified is not None:
+        return (*verified, "verified")
+    scored = [c for c in outcome.candidates if c.scored]
+    if len(scored) < 2:
+        return "single_answer"
+    ranked = sorted(scored, key=lambda c: (-_reward(c), rank.get(c.teacher, len(rank))))
+    chosen, rejected = ranked[0], ranked[-1]
+    margin = _reward(chosen) - _reward(rejected)
+    if margin < min_margin or margin <= 0:
+        return "small_margin"
+    return chosen, rejected, basis(chosen.reward_details)
+
+
+def _pair(outcome: Outcome, chosen: Candidate, rejected: Candidate, how: str) -> dict[str, Any]:
+    prompt = outcome.prompt
+    return {
+        "prompt": prompt.messages(),  # a later turn: the shared history first
+        "chosen": [{"role": "assistant", "content": chosen.generation.text}],
+        "rejected": [{"role": "assistant", "content": rejected.generation.text}],
+        "prompt_id": prompt.id,
+        "language": prompt.language,
+        "task": prompt.task,
+        "chosen_teacher": chosen.teacher,
+        "rejected_teacher": rejected.teacher,
+        "chosen_reward": _reward(chosen),
+        # a verified-wrong answer the gate left unscored has no reward
+        "rejected_reward": rejected.reward,
+        "margin": None if rejected.reward is None else _reward(chosen) - rejected.reward,
+        "basis": how,
+    }
 
 
 def _verified_pair(
@@ -103,7 +121,9 @@ def _reward(cand: Candidate) -> float:
 
 def pairs_to_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
     """Pairs as an HF ``Dataset`` with a fixed schema (TRL's DPOTrainer takes it as is)."""
-    from datasets import Dataset, Features, List, Value
+    from datasets import Features, List, Value
+
+    from arbitrage.outputs.mixture import to_dataset
 
     message = List({"role": Value("string"), "content": Value("string")})
     features = Features(
@@ -122,5 +142,4 @@ def pairs_to_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
             "basis": Value("string"),
         }
     )
-    columns = {name: [r[name] for r in pairs] for name in features}
-    return Dataset.from_dict(columns, features=features)
+    return to_dataset(pairs, features)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import itertools
 import re
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arbitrage.records import Outcome
 
 
 def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
-    """Plain-data summary of a run (written to ``report.json``)."""
+    """Plain-data summary of a run (written to ``report.json``), from one pass over
+    ``outcomes`` that keeps counters only (and more for samples or fusion, if used)."""
+    from reward.verifiers.basis import basis
+
     per_teacher: dict[str, dict[str, float]] = {
         t: {"generations": 0, "ok": 0, "failed": 0, "wins": 0, "cost_usd": 0.0, "tokens": 0}
         for t in teachers
@@ -21,8 +25,16 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
     prompts_by_language: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     routed_by: Counter[str] = Counter()
-    generations = 0
+    generations = with_winner = 0
+    scored = _Scoring()
+    bases: Counter[str] = Counter()
+    samples, fusion = 1, False
     for outcome in outcomes:
+        scored.add(outcome)
+        best = outcome.best
+        if best is not None:
+            bases[basis(best.reward_details)] += 1
+        fusion = fusion or outcome.fusion is not None
         lang = outcome.prompt.language
         prompts_by_language[lang] += 1
         routed_by[outcome.routed_by] += 1
@@ -33,6 +45,7 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
                 {"generations": 0, "ok": 0, "failed": 0, "wins": 0, "cost_usd": 0.0, "tokens": 0},
             )
             generations += 1
+            samples = max(samples, cand.sample + 1)
             statuses[gen.status] += 1
             row["generations"] += 1
             row["ok" if gen.ok else "failed"] += 1
@@ -44,13 +57,14 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
                 per_teacher[fused.teacher]["cost_usd"] += fused.cost_usd
                 per_teacher[fused.teacher]["tokens"] += fused.usage.total_tokens
         if outcome.winner is not None:
+            with_winner += 1
             wins[lang][outcome.winner] += 1
             per_teacher[outcome.winner]["wins"] += 1
     n = len(outcomes)
     return {
         "prompts": n,
-        "with_winner": sum(1 for o in outcomes if o.winner is not None),
-        "without_winner": sum(1 for o in outcomes if o.winner is None),
+        "with_winner": with_winner,
+        "without_winner": n - with_winner,
         "generations": generations,
         "generations_per_prompt": round(generations / n, 3) if n else 0.0,
         "statuses": dict(statuses),
@@ -59,9 +73,9 @@ def summarise(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str,
         "teachers": per_teacher,
         "wins_by_language": {lang: dict(c) for lang, c in sorted(wins.items())},
         "prompts_by_language": dict(prompts_by_language),
-        "scoring": scoring(outcomes),
-        "reward_basis": reward_basis(outcomes),
-        **_samples_and_fusion(outcomes, teachers),
+        "scoring": scored.result(),
+        "reward_basis": dict(bases.most_common()),
+        **_samples_and_fusion(outcomes, teachers, samples, fusion),
     }
 
 
@@ -74,16 +88,19 @@ def reward_basis(outcomes: Sequence[Outcome]) -> dict[str, int]:
     return dict(found.most_common())
 
 
-def _samples_and_fusion(outcomes: Sequence[Outcome], teachers: Sequence[str]) -> dict[str, Any]:
+def _samples_and_fusion(
+    outcomes: Sequence[Outcome], teachers: Sequence[str], samples: int, fusion: bool
+) -> dict[str, Any]:
     """``samples`` (the "best single × k samples" baseline beside the run's result) when
-    a teacher gave several, and ``fusion`` when the run fused (docs/training-data.md)."""
-    from arbitrage.commands.evaluate import samples_of, samples_summary
+    a teacher gave several (``samples`` > 1), and ``fusion`` when the run fused
+    (docs/training-data.md)."""
+    from arbitrage.commands.evaluate import samples_summary
     from arbitrage.fusion import fusion_summary
 
     out: dict[str, Any] = {}
-    if samples_of(outcomes) > 1:
+    if samples > 1:
         out["samples"] = samples_summary(outcomes, teachers)
-    if any(o.fusion is not None for o in outcomes):
+    if fusion:
         out["fusion"] = fusion_summary(outcomes)
     return out
 
@@ -118,40 +135,55 @@ def samples_fusion_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def scoring(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+def scoring(outcomes: Iterable[Outcome]) -> dict[str, Any]:
     """What happened to complete answers at the reward: scored, unscored (no score from
     the scorer), gated for the wrong language (per language), truncated to the reward
     model's ``max_length``."""
-    counts: Counter[str] = Counter()
-    gated: Counter[str] = Counter()
-    values: Counter[float] = Counter()
+    found = _Scoring()
     for outcome in outcomes:
+        found.add(outcome)
+    return found.result()
+
+
+class _Scoring:
+    """``scoring``'s counters, an outcome at a time."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.gated: Counter[str] = Counter()
+        self.values: Counter[float] = Counter()
+
+    def add(self, outcome: Outcome) -> None:
+        counts = self.counts
         for cand in outcome.candidates:
             if not cand.generation.ok:
                 continue
             details = cand.reward_details
             counts["scored" if cand.reward is not None else "unscored"] += 1
             if cand.reward is not None:
-                values[round(cand.reward, 9)] += 1
+                self.values[round(cand.reward, 9)] += 1
             if details.get("language_gated"):
                 counts["language_gated"] += 1
-                gated[outcome.prompt.language] += 1
+                self.gated[outcome.prompt.language] += 1
             if details.get("verifier_gated"):  # reward.verify found it wrong
                 counts["verifier_gated"] += 1
             if any(k.rpartition(".")[2] == "truncated" and v for k, v in details.items()):
                 counts["truncated"] += 1
-    return {
-        "scored": counts["scored"],
-        "unscored": counts["unscored"],
-        "language_gated": counts["language_gated"],
-        "language_gated_by_language": dict(sorted(gated.items())),
-        "truncated": counts["truncated"],
-        "verifier_gated": counts["verifier_gated"],
-        # a wrong answer the verifier gate stopped is the reward working, not failing
-        "warnings": reward_warnings(
-            counts["scored"], counts["unscored"] - counts["verifier_gated"], values
-        ),
-    }
+
+    def result(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "scored": counts["scored"],
+            "unscored": counts["unscored"],
+            "language_gated": counts["language_gated"],
+            "language_gated_by_language": dict(sorted(self.gated.items())),
+            "truncated": counts["truncated"],
+            "verifier_gated": counts["verifier_gated"],
+            # a wrong answer the verifier gate stopped is the reward working, not failing
+            "warnings": reward_warnings(
+                counts["scored"], counts["unscored"] - counts["verifier_gated"], self.values
+            ),
+        }
 
 
 #: Scored answers before a constant reward is worth a warning, and the share of them
@@ -234,63 +266,105 @@ def teachers_table(summary: dict[str, Any]) -> Any:
     return table
 
 
-def win_cells(outcomes: Sequence[Outcome], by: str = "language") -> dict[str, dict[str, list[int]]]:
+def win_cells(outcomes: Iterable[Outcome], by: str = "language") -> dict[str, dict[str, list[int]]]:
     """``{value of by: {teacher: [wins, contested]}}`` over contested prompts only.
 
     A prompt is contested when two or more teachers' answers were scored; a prompt
     routed to one teacher says nothing about who would have won, so it is left out
     (a teacher's samples count once: its best, as routers see it).
     """
-    cells: defaultdict[str, dict[str, list[int]]] = defaultdict(dict)
+    found = WinCells([by])
     for outcome in outcomes:
+        found.add(outcome)
+    return found.result()[by]
+
+
+class WinCells:
+    """``win_cells`` for several ``by`` at once, added an outcome at a time."""
+
+    def __init__(self, bys: Iterable[str]) -> None:
+        self.cells: dict[str, defaultdict[str, dict[str, list[int]]]] = {
+            by: defaultdict(dict) for by in bys
+        }
+
+    def add(self, outcome: Outcome) -> None:
         scored = [c for c in outcome.per_teacher().candidates if c.scored]
         if len(scored) < 2:
-            continue
-        value = getattr(outcome.prompt, by)
-        for cand in scored:
-            cell = cells[value].setdefault(cand.teacher, [0, 0])
-            cell[0] += int(cand.teacher == outcome.winner)
-            cell[1] += 1
-    return dict(cells)
+            return
+        for by, cells in self.cells.items():
+            value = getattr(outcome.prompt, by)
+            for cand in scored:
+                cell = cells[value].setdefault(cand.teacher, [0, 0])
+                cell[0] += int(cand.teacher == outcome.winner)
+                cell[1] += 1
+
+    def result(self) -> dict[str, dict[str, dict[str, list[int]]]]:
+        return {by: dict(cells) for by, cells in self.cells.items()}
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _text_stats(answers: Sequence[str]) -> dict[str, float]:
-    words = [_WORD.findall(a.lower()) for a in answers]
-    lengths = sorted(len(w) for w in words)
-    unigrams = [t for w in words for t in w]
-    bigrams = [pair for w in words for pair in itertools.pairwise(w)]
-    n = len(lengths)
-    return {
-        "rows": n,
-        "words_mean": round(sum(lengths) / n, 1) if n else 0.0,
-        "words_median": float(lengths[n // 2]) if n else 0.0,
-        "chars_mean": round(sum(len(a) for a in answers) / n, 1) if n else 0.0,
-        "distinct_1": round(len(set(unigrams)) / len(unigrams), 3) if unigrams else 0.0,
-        "distinct_2": round(len(set(bigrams)) / len(bigrams), 3) if bigrams else 0.0,
-    }
+class _TextStats:
+    """``text_stats``' numbers for one group of answers, added an answer at a time: the
+    words of each are counted and dropped; the distinct n-grams are what is held."""
+
+    def __init__(self) -> None:
+        self.lengths = array("q")
+        self.chars = 0
+        self.unigrams = 0
+        self.bigrams = 0
+        self.distinct_1: set[str] = set()
+        self.distinct_2: set[tuple[str, str]] = set()
+
+    def add(self, answer: str, words: list[str], pairs: list[tuple[str, str]]) -> None:
+        self.lengths.append(len(words))
+        self.chars += len(answer)
+        self.unigrams += len(words)
+        self.bigrams += len(pairs)
+        self.distinct_1.update(words)
+        self.distinct_2.update(pairs)
+
+    def result(self) -> dict[str, float]:
+        lengths = sorted(self.lengths)
+        n = len(lengths)
+        return {
+            "rows": n,
+            "words_mean": round(sum(lengths) / n, 1) if n else 0.0,
+            "words_median": float(lengths[n // 2]) if n else 0.0,
+            "chars_mean": round(self.chars / n, 1) if n else 0.0,
+            "distinct_1": round(len(self.distinct_1) / self.unigrams, 3) if self.unigrams else 0.0,
+            "distinct_2": round(len(self.distinct_2) / self.bigrams, 3) if self.bigrams else 0.0,
+        }
 
 
-def text_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def text_stats(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Length and lexical diversity of the mixture's answers, overall, per language and per
-    teacher, and the language mix.
+    teacher, and the language mix (one pass over ``rows``).
 
     Words are ``\\w+`` runs (scripts written without spaces count a run as one word);
     ``distinct_n`` is unique n-grams / all n-grams over a group's answers, which
     falls as a group grows, so compare groups of similar size.
     """
-    answers = [r["messages"][-1]["content"] for r in rows]
-    by: dict[str, dict[str, Any]] = {}
-    for key in ("language", "teacher"):
-        groups: defaultdict[str, list[str]] = defaultdict(list)
-        for row, answer in zip(rows, answers, strict=True):
-            groups[row[key]].append(answer)
-        by[key] = {value: _text_stats(group) for value, group in sorted(groups.items())}
-    n = len(rows) or 1
+    overall = _TextStats()
+    groups: dict[str, defaultdict[str, _TextStats]] = {
+        key: defaultdict(_TextStats) for key in ("language", "teacher")
+    }
+    for row in rows:
+        answer = row["messages"][-1]["content"]
+        words = _WORD.findall(answer.lower())
+        pairs = list(itertools.pairwise(words))
+        overall.add(answer, words, pairs)
+        for key, by_value in groups.items():
+            by_value[row[key]].add(answer, words, pairs)
+    by = {
+        key: {value: s.result() for value, s in sorted(by_value.items())}
+        for key, by_value in groups.items()
+    }
+    result = overall.result()
+    n = result["rows"] or 1
     return {
-        "overall": _text_stats(answers),
+        "overall": result,
         "by_language": by["language"],
         "by_teacher": by["teacher"],
         "language_mix": {lang: round(s["rows"] / n, 3) for lang, s in by["language"].items()},

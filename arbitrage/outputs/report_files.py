@@ -13,8 +13,9 @@ import base64
 import html
 import json
 import time
+from array import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from arbitrage.config import RunConfig
 from arbitrage.errors import DataError
 from arbitrage.outputs.browser import browser_html, heat_table, write_samples
 from arbitrage.outputs.mixture import Mixture, make_mixture
-from arbitrage.outputs.report import samples_fusion_lines, summarise, text_stats, win_cells
+from arbitrage.outputs.report import WinCells, samples_fusion_lines, summarise, text_stats
 from arbitrage.records import Outcome
 
 FIGURES = ("win_rate_language", "win_rate_task", "rewards", "cost_tokens")
@@ -62,6 +63,8 @@ def write_report(
 
     ``extra`` (e.g. router state, elapsed time) is merged into ``report.json``; keys
     an earlier ``report.json`` holds and this call does not recompute are kept.
+    ``outcomes`` is read in passes that keep counters and the rewards the figures
+    plot, never the outcomes themselves (a run's ``RunOutcomes`` is read from disk).
     """
     from arbitrage.outputs import plots
 
@@ -78,10 +81,10 @@ def write_report(
             summary = {}
     summary.update(summarise(outcomes, teachers))
     summary.update(extra or {})
-    tokens = _tokens(outcomes)
+    tokens, by_teacher, cells = _per_candidate(outcomes)
     for name, row in summary["teachers"].items():
         row.update(tokens.get(name, {}))
-    summary["win_rate"] = {by: win_cells(outcomes, by) for by in ("language", "task")}
+    summary["win_rate"] = cells
     summary["mixture"] = mixture.counts()
     summary["text"] = text_stats(mixture.rows)
 
@@ -98,14 +101,9 @@ def write_report(
             axis=by,
             title=f"Win rate per {by} × teacher\n(prompts with two or more scored answers)",
         )
-    by_teacher: defaultdict[str, list[float]] = defaultdict(list)
-    for outcome in outcomes:
-        for cand in outcome.candidates:
-            if cand.reward is not None:
-                by_teacher[cand.teacher].append(cand.reward)
     by_language: defaultdict[str, list[float]] = defaultdict(list)
-    for row in mixture.rows:
-        by_language[row["language"]].append(row["reward"])
+    for row in mixture.kept():
+        by_language[row.language].append(row.reward)
     paths["rewards"] = plots.rewards(
         {t: by_teacher.get(t, []) for t in names}, by_language, figures / "rewards.png"
     )
@@ -119,16 +117,25 @@ def write_report(
     return Report(summary=summary, paths=paths)
 
 
-def _tokens(outcomes: Sequence[Outcome]) -> dict[str, dict[str, int]]:
+def _per_candidate(
+    outcomes: Iterable[Outcome],
+) -> tuple[dict[str, dict[str, int]], dict[str, array[float]], dict[str, Any]]:
+    """From one pass: tokens per teacher, every scored answer's reward per teacher (the
+    rewards figure), and the win cells per language and per task (``report.win_cells``)."""
     tokens: defaultdict[str, dict[str, int]] = defaultdict(
         lambda: {"prompt_tokens": 0, "completion_tokens": 0}
     )
+    by_teacher: defaultdict[str, array[float]] = defaultdict(lambda: array("d"))
+    wins = WinCells(("language", "task"))
     for outcome in outcomes:
         for cand in outcome.candidates:
             usage = cand.generation.usage
             tokens[cand.teacher]["prompt_tokens"] += usage.prompt_tokens
             tokens[cand.teacher]["completion_tokens"] += usage.completion_tokens
-    return dict(tokens)
+            if cand.reward is not None:
+                by_teacher[cand.teacher].append(cand.reward)
+        wins.add(outcome)
+    return dict(tokens), by_teacher, wins.result()
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Iterator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -165,18 +165,24 @@ def final_turns(outcomes: Iterable[Outcome]) -> list[Outcome]:
     that has a winner (its ``messages`` are the whole conversation), else the first.
     Single-turn outcomes come back as they are."""
     outcomes = list(outcomes)
+    picks = final_turn_indices(outcomes)
+    return outcomes if picks is None else [outcomes[i] for i in picks]
+
+
+def final_turn_indices(outcomes: Sequence[Outcome]) -> list[int] | None:
+    """``final_turns`` as positions in ``outcomes``, or ``None`` when no outcome is a turn
+    (every one stays). Two passes over ``outcomes`` at most, keeping three small values
+    a conversation, none for a single-turn run."""
     if not any("turn" in o.prompt.meta for o in outcomes):
-        return outcomes
-    picked: dict[str, Outcome] = {}
-    for outcome in outcomes:
-        key = conversation_of(outcome.prompt)
+        return None
+    picked: dict[str, tuple[int, int, bool]] = {}  # conversation → (position, turn, won)
+    for i, outcome in enumerate(outcomes):
+        prompt = outcome.prompt
+        key, turn, won = conversation_of(prompt), turn_of(prompt), outcome.best is not None
         held = picked.get(key)
-        deeper = outcome.best is not None and (
-            held is None or held.best is None or turn_of(outcome.prompt) > turn_of(held.prompt)
-        )
-        if held is None or deeper:
-            picked[key] = outcome
-    return list(picked.values())
+        if held is None or (won and (not held[2] or turn > held[1])):
+            picked[key] = (i, turn, won)
+    return [i for i, _, _ in picked.values()]
 
 
 def make_simulator(

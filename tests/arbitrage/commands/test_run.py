@@ -1,7 +1,9 @@
 """End to end through the CLI: teachers and judge are served by the stub server on 127.0.0.1."""
 
+import gc
 import json
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -279,3 +281,44 @@ def test_a_run_checks_its_config_once_and_builds_its_router_once(tmp_path, teach
     monkeypatch.setattr(routers.registry, "build", counted)
     assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
     assert built == ["learned"]
+
+
+def test_the_outputs_stage_reads_outcomes_a_few_at_a_time_never_the_whole_run(
+    tmp_path, teachers, monkeypatch
+):
+    from arbitrage.records import Outcome
+    from arbitrage.rundir import RunDir
+
+    live = {"now": 0, "outputs": 0, "read": 0}  # outcomes alive; their peak, and reads
+    parse, write = Outcome.from_dict, RunDir.write_outputs
+    writing = False
+
+    def gone() -> None:
+        live["now"] -= 1
+
+    def tracked(cls, data):
+        outcome = parse(data)
+        live["now"] += 1
+        weakref.finalize(outcome, gone)
+        if writing:
+            live["read"] += 1
+            live["outputs"] = max(live["outputs"], live["now"])
+        return outcome
+
+    def outputs(self, *args, **kwargs):
+        nonlocal writing
+        gc.collect()
+        writing = True
+        live["outputs"] = live["now"]  # what the run holds as its outputs start
+        try:
+            write(self, *args, **kwargs)
+        finally:
+            writing = False
+
+    monkeypatch.setattr(Outcome, "from_dict", classmethod(tracked))
+    monkeypatch.setattr(RunDir, "write_outputs", outputs)
+    assert main(["run", str(write_config(tmp_path, teachers.url))]) == 0
+    assert len(load_from_disk(str(tmp_path / "run" / "dataset"))) == 24
+    # every outcome was read, in passes, and never more than a few of the 24 were alive
+    assert 1 <= live["outputs"] <= 4
+    assert live["read"] >= 2 * 24
