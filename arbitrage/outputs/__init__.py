@@ -2,6 +2,7 @@
 
     mixture.py       the SFT mixture: winners that pass the filters, balanced by quotas
     kept.py          what the mixture keeps of a row while it works (RowMeta, by column)
+    tables.py        HF datasets built a batch of rows at a time (SFT rows, DPO pairs)
     filters.py       the mixture's row filters: answer checks, language, near-duplicates
     decontam.py      drops rows that share an n-gram with an eval set
     preference.py    DPO pairs: a prompt's best vs worst answer

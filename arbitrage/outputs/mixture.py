@@ -10,7 +10,6 @@ Every row that does not make it is counted with the first reason it failed
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 from collections import Counter, defaultdict
@@ -22,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from arbitrage.config import MixtureConfig
 from arbitrage.outputs.filters import answer_check, fidelity_of, near_duplicates
 from arbitrage.outputs.kept import Kept, RowMeta
+from arbitrage.outputs.tables import to_dataset
 from arbitrage.prompts.conversation import final_turn_indices
 from arbitrage.records import Outcome
 from arbitrage.run_outcomes import OutcomeRows, subset
 from reward.verifiers.basis import basis
 
 if TYPE_CHECKING:
-    from datasets import Dataset, Features
+    from datasets import Dataset
 
 
 def mixture_row(outcome: Outcome) -> dict[str, Any] | None:
@@ -404,24 +404,6 @@ class MixtureRows(OutcomeRows[dict[str, Any]]):
     def __init__(self, outcomes: Sequence[Outcome], meta: Kept) -> None:
         super().__init__(outcomes, meta.position, _row)
         self.meta = meta
-
-
-#: Rows per batch when a dataset is built: its Arrow table grows, not a list per column.
-BATCH_ROWS = 10_000
-
-
-def to_dataset(rows: Iterable[dict[str, Any]], features: Features) -> Dataset:
-    """``rows`` as a ``Dataset`` of ``features``, built ``BATCH_ROWS`` rows at a time."""
-    from datasets import Dataset, concatenate_datasets
-
-    parts = []
-    it = iter(rows)
-    while batch := list(itertools.islice(it, BATCH_ROWS)):
-        columns = {name: [r[name] for r in batch] for name in features}
-        parts.append(Dataset.from_dict(columns, features=features))
-    if not parts:
-        return Dataset.from_dict({name: [] for name in features}, features=features)
-    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
 def rows_to_dataset(rows: Sequence[dict[str, Any]]) -> Dataset:

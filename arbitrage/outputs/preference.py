@@ -123,7 +123,7 @@ def pairs_to_dataset(pairs: Sequence[dict[str, Any]]) -> Dataset:
     """Pairs as an HF ``Dataset`` with a fixed schema (TRL's DPOTrainer takes it as is)."""
     from datasets import Features, List, Value
 
-    from arbitrage.outputs.mixture import to_dataset
+    from arbitrage.outputs.tables import to_dataset
 
     message = List({"role": Value("string"), "content": Value("string")})
     features = Features(
