@@ -312,11 +312,23 @@ class RunDir:
 
 
 def load_run(path: str | Path) -> tuple[RunConfig, list[Outcome]]:
-    """The config and outcomes of a run directory; ``DataError`` if it is not one or holds
-    no outcomes yet."""
+    """The config and outcomes of a run directory, every row held (what the evaluations
+    replay); ``DataError`` if it is not one or holds no outcomes yet."""
     run = RunDir.open(path)
     config = run.config()
     outcomes = run.load_outcomes()
     if not outcomes:
+        raise DataError(f"{run.path} holds no outcomes yet")
+    return config, outcomes
+
+
+def open_result(path: str | Path) -> tuple[RunConfig, RunOutcomes]:
+    """The config and the result of a run directory (``RunDir.final_outcomes``: what
+    ``arbitrage run`` writes its outputs from, read from disk at each pass, never held);
+    ``DataError`` if it is not one or holds no outcomes yet."""
+    run = RunDir.open(path)
+    config = run.config()
+    outcomes = run.final_outcomes()
+    if not len(outcomes):
         raise DataError(f"{run.path} holds no outcomes yet")
     return config, outcomes

@@ -300,9 +300,9 @@ def _report(args: argparse.Namespace) -> int:
         wins_table,
     )
     from arbitrage.outputs.report_files import report_run
-    from arbitrage.rundir import load_run
+    from arbitrage.rundir import open_result
 
-    config, outcomes = load_run(args.run_dir)
+    config, outcomes = open_result(args.run_dir)  # read at each pass, as a run's outputs
     report, _ = report_run(args.run_dir, config, outcomes)
     out = Console()
     for table in (wins_table, teachers_table):

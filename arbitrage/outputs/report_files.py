@@ -42,7 +42,7 @@ def report_run(
     run_dir: str | Path, config: RunConfig, outcomes: Sequence[Outcome]
 ) -> tuple[Report, Mixture]:
     """Rebuild the report files of a run directory from its config and outcomes
-    (``arbitrage.rundir.load_run``); the dataset files are left as they are."""
+    (``arbitrage.rundir.open_result``); the dataset files are left as they are."""
     teachers = [t.name for t in config.teachers]
     mixture = make_mixture(
         outcomes, config.mixture, teacher_order=teachers, targets=config.target_rows

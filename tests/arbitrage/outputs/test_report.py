@@ -112,6 +112,31 @@ def test_report_command_prints_tables_and_rewrites_files(run_dir, capsys):
     assert elapsed < 30
 
 
+def test_the_report_command_reads_what_the_run_reads_and_holds_no_list_of_outcomes(
+    run_dir, capsys, monkeypatch
+):
+    """``arbitrage report`` rebuilds report.json from the run's final outcomes, read from
+    disk at each pass (as the run's own outputs stage), never every outcome in a list."""
+    from arbitrage.rundir import RunDir
+
+    def no_full_read(self):
+        raise AssertionError("every outcome was read into a list")
+
+    counted = ("prompts", "with_winner", "generations", "statuses", "routed_by", "cost_usd",
+               "teachers", "wins_by_language", "scoring", "reward_basis", "win_rate",
+               "mixture", "text")  # fmt: skip
+
+    def summary(path):
+        data = json.loads(path.read_text())
+        return {key: data[key] for key in counted}
+
+    written = summary(run_dir / "report.json")
+    monkeypatch.setattr(RunDir, "load_outcomes", no_full_read)
+    assert main(["report", str(run_dir)]) == 0
+    assert "Wins per language × teacher" in capsys.readouterr().out
+    assert summary(run_dir / "report.json") == written
+
+
 def test_report_drops_a_last_line_torn_inside_a_multibyte_character(run_dir, capsys):
     path = run_dir / "outcomes.jsonl"
     data = path.read_bytes()
