@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arbitrage.pipeline import relearn
 from arbitrage.records import Outcome
 from reward.base import RewardModel
 from routers.base import Router
@@ -162,11 +163,9 @@ class Shadow:
     fresh: bool = False  # learned something since the last save
 
     def learn(self, outcomes: Sequence[Outcome]) -> None:
-        """What ``Arbitrage.resume`` would replay of these outcomes."""
-        if outcomes:
-            self.router.replay([o.per_teacher() for o in outcomes])
-            self.fresh = True
-        self.reward.replay(outcomes)
+        """What a rerun would replay of these outcomes (``pipeline.relearn``)."""
+        relearn(self.router, self.reward, outcomes)
+        self.fresh = self.fresh or bool(outcomes)
 
     def due(self) -> bool:
         return self.fresh and time.monotonic() - self.last >= INTERVAL_S

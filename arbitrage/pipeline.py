@@ -210,11 +210,8 @@ class Arbitrage:
         )
 
     def resume(self, done: Sequence[Outcome]) -> None:
-        """Let the router and the reward relearn an interrupted run's outcomes (as read:
-        a repeated prompt counted as often as it was scored)."""
-        if done:
-            self.router.replay([o.per_teacher() for o in {o.prompt.id: o for o in done}.values()])
-        self.reward.replay(done)
+        """Let the router and the reward relearn an interrupted run's outcomes."""
+        relearn(self.router, self.reward, done)
 
     async def astream(
         self,
@@ -547,6 +544,15 @@ class Arbitrage:
             f"{', '.join(self.order)}); finished prompts are saved - "
             "rerun the same command later to resume"
         )
+
+
+def relearn(router: Router, reward: RewardModel, done: Sequence[Outcome]) -> None:
+    """What a resumed run replays of outcomes read back: the router each prompt's last
+    outcome once, the reward every outcome as read (a repeated prompt counted as often as
+    it was scored). ``arbitrage.checkpoint`` replays appended windows through this too."""
+    if done:
+        router.replay([o.per_teacher() for o in {o.prompt.id: o for o in done}.values()])
+    reward.replay(done)
 
 
 def _unwrap(reward: RewardModel) -> tuple[RewardModel, list[RewardWrapper]]:
