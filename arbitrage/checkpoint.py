@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import pickle
 import time
 from collections import defaultdict, deque
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from arbitrage.pipeline import relearn
-from arbitrage.records import Outcome
+from arbitrage.records import Outcome, replacing
 from reward.base import RewardModel
 from routers.base import Router
 
@@ -233,15 +232,10 @@ def save(
         router=router,
         reward=reward,
     )
-    tmp = run / f"{NAME}.tmp"
     try:
-        with tmp.open("wb") as fh:
+        with replacing(run / NAME) as fh:
             fh.write(_dumps(point))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, run / NAME)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         log.warning("resume checkpoint not saved (%s); a rerun replays outcomes.jsonl", exc)
     shadow.last = time.monotonic()
     shadow.fresh = False

@@ -6,6 +6,7 @@ run writes (``prompts.jsonl``, ``outcomes.jsonl``) hold exactly these dicts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -407,6 +408,23 @@ def read_jsonl_row(fh: BinaryIO, offset: int, parse: Callable[[Any], R], what: s
         raise DataError(
             f"{fh.name}: corrupt {what} row at byte {offset} ({_reason(exc)})"
         ) from None
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``path`` at once: written aside (``<name>.tmp``),
+    fsynced, then renamed over it. A kill leaves the old file or the new one, never part
+    of either; a failure (a full disk) leaves no temporary file behind."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def end_whole_line(path: str | Path) -> None:

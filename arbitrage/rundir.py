@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from arbitrage import __version__
 from arbitrage.config import RunConfig
 from arbitrage.errors import NO_SPACE, ArbitrageError, ConfigError, DataError, DiskFull
-from arbitrage.records import Outcome, Prompt, dumps, end_whole_line, read_jsonl
+from arbitrage.records import Outcome, Prompt, dumps, end_whole_line, read_jsonl, replacing
 from arbitrage.run_lock import LOCK_NAME
 
 if TYPE_CHECKING:
@@ -185,14 +185,9 @@ class RunDir:
         return read_jsonl(self.path / "prompts.jsonl", Prompt.from_dict, "prompt", start=start)
 
     def save_prompts(self, prompts: Sequence[Prompt]) -> None:
-        tmp = self.path / "prompts.jsonl.tmp"
-        with writing(self.path / "prompts.jsonl"):
-            try:
-                tmp.write_text("".join(dumps(p) + "\n" for p in prompts), encoding="utf-8")
-            except BaseException:
-                tmp.unlink(missing_ok=True)  # a full disk keeps no half of it
-                raise
-        os.replace(tmp, self.path / "prompts.jsonl")
+        path = self.path / "prompts.jsonl"
+        with writing(path), replacing(path) as fh:  # a full disk keeps no half of it
+            fh.write("".join(dumps(p) + "\n" for p in prompts).encode())
 
     @property
     def outcomes_path(self) -> Path:
@@ -265,17 +260,9 @@ class RunDir:
         from arbitrage.checkpoint import drop
 
         drop(self.path)
-        tmp = self.path / "outcomes.jsonl.tmp"
-        try:
-            with writing(self.outcomes_path), tmp.open("w", encoding="utf-8") as fh:
-                for outcome in outcomes:
-                    fh.write(dumps(outcome) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, self.outcomes_path)
+        with writing(self.outcomes_path), replacing(self.outcomes_path) as fh:
+            for outcome in outcomes:
+                fh.write((dumps(outcome) + "\n").encode())
 
     def write_outputs(
         self, config: RunConfig, result: RunResult, *, extra: dict[str, Any] | None = None
