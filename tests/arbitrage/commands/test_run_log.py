@@ -82,6 +82,10 @@ def test_a_logged_run_prints_periodic_plain_lines(tmp_path, stub_server, monkeyp
         stub_server.set_handler(name, lambda m, name=name: Reply(f"{name} answers", delay_s=0.15))
     stub_server.set_handler("judge", lambda m: "Score: 7")
     config = stub_config(str(tmp_path / "run"), stub_server.url, batch_size=4)
+    # One call at a time per teacher: 24 answers of 0.15 s each take 3.6 s, so several
+    # 0.4 s lines fall inside the run however fast the rest of it goes.
+    for teacher in config["teachers"]:
+        teacher["max_concurrency"] = 1
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     log = tmp_path / "run.log"
