@@ -45,7 +45,7 @@ from routers.base import Router
 log = logging.getLogger(__name__)
 
 NAME = "checkpoint.pkl"
-VERSION = 1
+VERSION = 2  # bumped when a router's or reward's saved state changes shape
 INTERVAL_S = 30.0
 _OURS = {"arbitrage", "routers", "reward"}  # packages whose classes a checkpoint may hold
 _TAIL = 4096  # bytes before ``offset`` that must match: the file is the one learned from
@@ -123,7 +123,8 @@ def _loads(data: bytes, modules: Collection[str], leaves: Sequence[object] = ())
 
 
 def _graph(obj: object, leaves: Sequence[object]) -> set[str]:
-    """The modules of the objects a copy of ``obj`` builds (its classes and theirs)."""
+    """The modules of the objects a copy of ``obj`` builds (its classes and theirs, and the
+    modules of their base classes, whose helpers it may come to hold as it learns)."""
     seen: set[int] = {id(leaf) for leaf in leaves}
     modules: set[str] = set()
     stack = [obj]
@@ -133,8 +134,9 @@ def _graph(obj: object, leaves: Sequence[object]) -> set[str]:
             continue
         seen.add(id(item))
         cls = item if isinstance(item, type) else type(item)
-        if cls.__module__.split(".")[0] in _OURS or item is obj:
+        if item is obj:
             modules.add(cls.__module__)
+        modules.update(c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] in _OURS)
         if isinstance(item, type):
             continue
         if isinstance(item, dict):
@@ -146,6 +148,9 @@ def _graph(obj: object, leaves: Sequence[object]) -> set[str]:
             stack.extend(item)
         if hasattr(item, "__dict__"):
             stack.extend(vars(item).values())
+        for slots in (getattr(c, "__slots__", ()) for c in cls.__mro__):
+            names = (slots,) if isinstance(slots, str) else slots
+            stack.extend(getattr(item, name) for name in names if hasattr(item, name))
     return modules
 
 

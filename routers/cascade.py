@@ -24,6 +24,7 @@ they observe (``observe``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import abstractmethod
 from collections import deque
@@ -41,6 +42,41 @@ DEFAULT_BUDGET = 1.5
 WINDOW = 600
 #: Fewer residual pairs than this: the gain is unknown, so ask while the budget allows.
 MIN_PAIRS = 12
+
+
+class _History:
+    """The most recent ``WINDOW`` reward pairs (a, b) of two teachers on the same prompt,
+    with the arrays the gain reads built once after each change, not at every gain."""
+
+    __slots__ = ("a", "b", "_arrays")
+
+    def __init__(self) -> None:
+        self.a: deque[float] = deque(maxlen=WINDOW)
+        self.b: deque[float] = deque(maxlen=WINDOW)
+        self._arrays: tuple[Any, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def append(self, a: float, b: float) -> None:
+        self.a.append(a)
+        self.b.append(b)
+        self._arrays = None
+
+    def arrays(self) -> tuple[Any, Any]:
+        if self._arrays is None:
+            import numpy as np
+
+            n = len(self.a)
+            self._arrays = (np.fromiter(self.a, np.float64, n), np.fromiter(self.b, np.float64, n))
+        return self._arrays
+
+    def __getstate__(self) -> tuple[deque[float], deque[float]]:
+        return self.a, self.b  # the arrays are rebuilt on demand
+
+    def __setstate__(self, state: tuple[deque[float], deque[float]]) -> None:
+        self.a, self.b = state
+        self._arrays = None
 
 
 class CascadeRouter(Router):
@@ -103,9 +139,11 @@ class CascadeRouter(Router):
         self._decided: set[str] = set()
         self._gains: deque[float] = deque(maxlen=WINDOW)
         self._pairs: deque[tuple[float, float]] = deque(maxlen=WINDOW)
-        self._joint: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._joint: dict[tuple[str, str], _History] = {}
         self._rewards_seen: deque[float] = deque(maxlen=4 * WINDOW)
         self._sorted: Any = None
+        # ranks of each pair history's first rewards among ``_sorted``, while it holds
+        self._ranked: dict[tuple[str, str], Any] = {}
         self._fit: tuple[float, Any] | None = None  # (beta, spread), refitted after updates
         self._order = {t: i for i, t in enumerate(self.teachers)}
         self._lo = math.inf
@@ -235,16 +273,20 @@ class CascadeRouter(Router):
         total = self.pair_weight * pooled
         mass = self.pair_weight
         for other, score in seen.items():
-            history = self._joint.get((other, teacher))
+            key = (other, teacher)
+            history = self._joint.get(key)
             if not history:
                 continue
-            pairs = np.asarray(history)
+            seen_there, got_there = history.arrays()
+            ranks = self._ranked.get(key)
+            if ranks is None:
+                ranks = self._ranked[key] = self._rank(seen_there)
             # near in rank, not in raw score: skewed and tied rewards (most answers near
             # 0, or 0/1) are then as well resolved as evenly spread ones
-            w = np.exp(-0.5 * ((self._rank(pairs[:, 0]) - self._rank(score)) / self.bandwidth) ** 2)
+            w = np.exp(-0.5 * ((ranks - self._rank(score)) / self.bandwidth) ** 2)
             # b's answer there, moved by how much better `other` did here than there, within
             # the range of rewards (a top score here leaves nothing to gain)
-            moved = np.clip(pairs[:, 1] - pairs[:, 0] + score, self._lo, self._hi)
+            moved = np.clip(got_there - seen_there + score, self._lo, self._hi)
             total += float(w @ np.maximum(0.0, moved - best_seen))
             mass += float(w.sum())
         return total / mass
@@ -258,7 +300,8 @@ class CascadeRouter(Router):
         import numpy as np
 
         if self._sorted is None:
-            self._sorted = np.sort(np.asarray(self._rewards_seen, dtype=np.float64))
+            seen = self._rewards_seen
+            self._sorted = np.sort(np.fromiter(seen, np.float64, len(seen)))
         n = max(1, len(self._sorted))
         left = np.searchsorted(self._sorted, values, side="left")
         right = np.searchsorted(self._sorted, values, side="right")
@@ -271,7 +314,8 @@ class CascadeRouter(Router):
         if self._fit is None:
             import numpy as np
 
-            pairs = np.asarray(self._pairs, dtype=np.float64).reshape(-1, 2)
+            flat = itertools.chain.from_iterable(self._pairs)
+            pairs = np.fromiter(flat, np.float64, 2 * len(self._pairs)).reshape(-1, 2)
             sxx = float(pairs[:, 0] @ pairs[:, 0])
             sxy = float(pairs[:, 0] @ pairs[:, 1])
             prior = 4.0 * sxx / max(1, len(pairs))
@@ -342,10 +386,10 @@ class CascadeRouter(Router):
                 for b in residuals:
                     if a != b:
                         self._pairs.append((residuals[a], residuals[b]))
-                        joint = self._joint.setdefault((a, b), deque(maxlen=WINDOW))
-                        joint.append((seen[a], seen[b]))
+                        self._joint.setdefault((a, b), _History()).append(seen[a], seen[b])
             self._rewards_seen.extend(seen.values())
             self._sorted = None
+            self._ranked.clear()
             self._fit = None
             self._lo = min(self._lo, *seen.values())
             self._hi = max(self._hi, *seen.values())

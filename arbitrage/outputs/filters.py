@@ -6,6 +6,8 @@ keys of the mixture's drop counts (see ``REASONS``).
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -141,6 +143,16 @@ def _shingles(text: str) -> set[bytes]:
     return {norm[i : i + SHINGLE].encode("utf-8") for i in range(len(norm) - SHINGLE + 1)}
 
 
+@functools.cache
+def _bands(threshold: float) -> tuple[int, int]:
+    """The LSH band layout (bands, rows) datasketch picks for ``threshold``: it finds it
+    by numerical integration (~30 ms), so once per threshold, not once per index."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    return lsh.b, lsh.r
+
+
 def near_duplicates(
     texts: Sequence[str], groups: Sequence[Any], *, threshold: float, min_chars: int
 ) -> set[int]:
@@ -162,8 +174,8 @@ def near_duplicates(
     dupes: set[int] = set()
     for i, mh in zip(todo, hashes, strict=True):
         group = groups[i]
-        if group not in index:  # building one costs ~30 ms (it optimises its band layout)
-            index[group] = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        if group not in index:
+            index[group] = MinHashLSH(num_perm=NUM_PERM, params=_bands(threshold))
         lsh = index[group]
         kept = seen.setdefault(group, {})
         if any(kept[j].jaccard(mh) >= threshold for j in lsh.query(mh)):

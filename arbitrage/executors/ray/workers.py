@@ -40,6 +40,16 @@ class OverBudget:
     message: str
 
 
+def _warm_calls() -> None:
+    """Import litellm now, as the actor starts, not at its first call: in a fresh worker
+    process that takes seconds. Started together, the workers import side by side while
+    the driver prepares; a reward worker left to import at its first call, which comes
+    only once the first answers are back, would add those seconds to the run."""
+    from arbitrage.calls.llm import litellm
+
+    litellm()
+
+
 def _actor(name: str) -> Any:
     """A named actor of this run (by name: a handle among the arguments would pin them in
     the object store, which an actor restart must not depend on)."""
@@ -127,6 +137,7 @@ class GenerationWorker:
             limits = SharedLimits(cfg.name, self.gate, self.incarnation)
             breaker = SharedBreaker(cfg.name, self.gate, limits)
             self.teachers[cfg.name] = Teacher(cfg, breaker=breaker, limits=limits)
+        _warm_calls()
 
     async def call(
         self, teacher: str, request: dict[str, Any]
@@ -190,6 +201,8 @@ class RewardWorker:
         self.cache = open_cache(config) if calls and local else None
         attach_reward(self.reward, self.cache, None)
         self.incarnation = uuid.uuid4().hex
+        if calls:
+            _warm_calls()
 
     async def score(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Score]:
         before = reward_spent(self.reward)
