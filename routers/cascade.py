@@ -48,7 +48,7 @@ class _History:
     """The most recent ``WINDOW`` reward pairs (a, b) of two teachers on the same prompt,
     with the arrays the gain reads built once after each change, not at every gain."""
 
-    __slots__ = ("a", "b", "_arrays")
+    __slots__ = ("_arrays", "a", "b")
 
     def __init__(self) -> None:
         self.a: deque[float] = deque(maxlen=WINDOW)

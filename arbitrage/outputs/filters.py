@@ -7,7 +7,6 @@ keys of the mixture's drop counts (see ``REASONS``).
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
