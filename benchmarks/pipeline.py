@@ -94,6 +94,7 @@ def _in_window(events: list[tuple[float, int]], t0: float, t1: float) -> tuple[f
 
 
 def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: Path) -> dict:  # type: ignore[type-arg]
+    from arbitrage.commands.cli import _freeze_imports
     from arbitrage.commands.run import run_config
     from arbitrage.factories import build_router
     from arbitrage.rundir import RunDir
@@ -114,6 +115,7 @@ def run_once(url: str, args: Any, router: str, windows: str, engine: str, tmp: P
             outputs[0] += time.process_time() - t
 
     RunDir.write_outputs = timed  # type: ignore[method-assign]
+    _freeze_imports()  # as ``arbitrage run`` does before its run (commands/cli.py)
     cpu, wall = time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
